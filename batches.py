@@ -1,0 +1,51 @@
+"""The post's "Batches" section: batch_size cursors walk through the text and yield mega-batches."""
+import numpy as np
+
+from data import DataError, one_hot
+
+
+class BatchGenerator:
+    """Yields mega-batches: num_unrollings + 1 one-hot float32 arrays [batch_size, 27].
+
+    Cursor b starts at b * (len(text) // batch_size). Each call to next() returns the last array of the
+    previous call followed by num_unrollings new ones, so inputs are arrays[:-1] and labels (the next
+    characters) are arrays[1:]. Cursors wrap around the end of the text.
+    """
+
+    def __init__(self, ids, batch_size, num_unrollings, name="text"):
+        if int(batch_size) < 1 or int(num_unrollings) < 1:
+            raise ValueError(f"batch_size and num_unrollings must be at least 1, "
+                             f"got {batch_size} and {num_unrollings}")
+        needed = batch_size * (num_unrollings + 1)
+        if len(ids) < needed:
+            raise DataError(
+                f"the {name} split has {len(ids):,} characters, too few for batch_size {batch_size} x "
+                f"(num_unrollings {num_unrollings} + 1) = {needed:,}; use a longer text or smaller sizes")
+        self._ids = np.asarray(ids)
+        self.batch_size = batch_size
+        self.num_unrollings = num_unrollings
+        segment = len(ids) // batch_size
+        self._cursors = np.arange(batch_size, dtype=np.int64) * segment  # [batch_size]
+        self._offsets = np.arange(num_unrollings + 1, dtype=np.int64)  # [num_unrollings + 1]
+
+    def next(self):
+        """The next mega-batch: a list of num_unrollings + 1 arrays [batch_size, 27]."""
+        positions = (self._offsets[:, None] + self._cursors[None, :]) % len(self._ids)  # [T+1, B]
+        self._cursors = (self._cursors + self.num_unrollings) % len(self._ids)
+        return list(one_hot(self._ids[positions]))
+
+    __next__ = next
+
+    def __iter__(self):
+        return self
+
+    def position(self):
+        """The cursors as a list of ints (JSON-friendly), to save with a checkpoint."""
+        return self._cursors.tolist()
+
+    def restore(self, position):
+        """Puts the cursors back where position() said they were."""
+        cursors = np.asarray(position, dtype=np.int64)
+        if cursors.shape != (self.batch_size,) or (cursors < 0).any() or (cursors >= len(self._ids)).any():
+            raise DataError(f"the saved batch position does not fit this text and batch_size {self.batch_size}")
+        self._cursors = cursors
