@@ -1,0 +1,113 @@
+"""Arch 1: the hidden layer of the previous step is fed back (two inputs, two outputs).
+
+    h_t      = act(combine(x_t U, h_{t-1} W) + b)      the new hidden state (the model's memory)
+    logits_t = h_t V + c                                 scores of the next character
+
+Run `python arch1_hidden.py --help` for the options; README.md explains the output.
+"""
+import sys
+
+import training
+from training import tf
+
+# ---------------------------------------------------------------------------------------------
+# Hyperparameters: the post's concatenation notebook, except num_steps (see README for the full run).
+# ---------------------------------------------------------------------------------------------
+ARCHITECTURE = "arch1_hidden"
+HPARAMS = dict(
+    batch_size=(32, "text streams trained side by side, one cursor each"),
+    num_nodes=(100, "n, the width of x_t U and h_{t-1} W; concat makes the hidden state 2n wide"),
+    num_unrollings=(40, "time steps unrolled per training step (the post: 20 with tanh, 40 with relu)"),
+    activation=("relu", "act: relu let the post unroll 40 steps where tanh stopped at 20"),
+    combine=("concat", "how x_t U and h_{t-1} W meet: concat (the post's best), add or multiply"),
+    optimizer=("adadelta", "sgd, adadelta or adam"),
+    learning_rate=(2.5, "initial learning rate (the post: most learning happens between 0.1 and 2.5)"),
+    decay_steps=(80_000, "the learning rate is multiplied by decay_rate every decay_steps steps"),
+    decay_rate=(0.75, "factor of the exponential learning-rate decay"),
+    staircase=(True, "decay in steps (True) or continuously (False)"),
+    clip_norm=(1.25, "gradients are rescaled so that their global norm is at most this"),
+    num_steps=(20_001, "training steps (the post ran 800,001: see README)"),
+)
+
+
+# ---------------------------------------------------------------------------------------------
+# The graph.
+# ---------------------------------------------------------------------------------------------
+def build_graph(hp):
+    """The Arch 1 graph for hyperparameters hp: training, evaluation and sampling branches sharing weights."""
+    graph = tf.Graph()
+    with graph.as_default():
+        tf.set_random_seed(hp["seed"])
+        n, batch_size, num_unrollings = hp["num_nodes"], hp["batch_size"], hp["num_unrollings"]
+        alphabet_size = training.alphabet_size
+        concat = hp["combine"] == "concat"
+        hidden_size = 2 * n if concat else n  # width of h_t
+        act = training.ACTIVATIONS[hp["activation"]]
+        combine = training.COMBINES[hp["combine"]]
+
+        # Weights, named after the equations. Initialised N(0, 1/fan_in) (truncated): the original's
+        # truncated_normal(shape, -0.1, 0.1) meant a range but drew from a normal of mean -0.1.
+        U = training.weight([alphabet_size, n], "U")  # input character -> hidden
+        W = training.weight([hidden_size, n], "W")  # previous hidden state -> hidden
+        b = tf.Variable(tf.zeros([hidden_size]), name="b")
+        V = training.weight([hidden_size, alphabet_size], "V")  # hidden -> next-character scores
+        c = tf.Variable(tf.zeros([alphabet_size]), name="c")
+
+        def unroll(inputs, h):
+            """Runs the cell over a list of one-hot inputs [batch, 27] from state h [batch, hidden_size].
+
+            Returns the logits of every step stacked in time order [steps * batch, 27] and the last state.
+            """
+            steps, batch = len(inputs), inputs[0].shape[0]
+            x = tf.concat(inputs, axis=0)  # [steps * batch, 27]
+            xU = tf.matmul(x, U)  # x_t U for every step in one matmul: it does not depend on the past
+            if concat:
+                # h_t = act(concat([x_t U, h_{t-1} W]) + b) splits into two halves, with W = [W_a; W_r]:
+                #   a_t = act(x_t U + b_a)                        sees only the current character,
+                #   r_t = act(a_{t-1} W_a + r_{t-1} W_r + b_r)    sees only the past.
+                # So a_t, and a_{t-1} W_a, are computed for all steps at once; only r_t W_r is recurrent.
+                a = act(xU + b[:n])  # [steps * batch, n]
+                a_prev = tf.concat([h[:, :n], a[:-batch]], axis=0)  # a_{t-1}, the first from the state
+                aW = tf.split(tf.matmul(a_prev, W[:n]) + b[n:], steps)  # steps x [batch, n]
+                r, rs = h[:, n:], []
+                for t in range(steps):
+                    r = act(aW[t] + tf.matmul(r, W[n:]))
+                    rs.append(r)
+                hs = tf.concat([a, tf.concat(rs, axis=0)], axis=1)  # [steps * batch, 2n]
+                h = hs[-batch:]
+            else:
+                xU, hs = tf.split(xU, steps), []
+                for t in range(steps):
+                    h = act(combine(xU[t], tf.matmul(h, W)) + b)
+                    hs.append(h)
+                hs = tf.concat(hs, axis=0)  # [steps * batch, n]
+            logits = tf.matmul(hs, V) + c  # one output projection for all steps
+            return logits, h
+
+        # Training: a list of placeholders, one per unrolling (+1: labels are the inputs shifted by one).
+        train_data = [tf.placeholder(tf.float32, [batch_size, alphabet_size], name=f"train_data_{i}")
+                      for i in range(num_unrollings + 1)]
+        inputs, labels = train_data[:-1], train_data[1:]
+        # The hidden state is carried from one mega-batch to the next (truncated backprop through time).
+        saved_h = tf.Variable(tf.zeros([batch_size, hidden_size]), trainable=False, name="saved_h")
+        logits, h = unroll(inputs, saved_h)
+        with tf.control_dependencies([saved_h.assign(h)]):
+            loss = tf.reduce_mean(tf.nn.softmax_cross_entropy_with_logits(
+                labels=tf.concat(labels, axis=0), logits=logits))
+        reset_state = saved_h.assign(tf.zeros_like(saved_h))
+
+        # Optimizer: exponential learning-rate decay, gradients clipped by their global norm.
+        train_op, learning_rate, grad_norm = training.optimize(loss, hp)
+
+        # Evaluation (many streams over held-out text) and sampling (batch 1) reuse unroll's weights.
+        return training.Model(graph, hp, train_data, loss, train_op, learning_rate, grad_norm, reset_state,
+                              unroll, state_size=hidden_size)
+
+
+def main(argv=None):
+    """Trains Arch 1 from the command line; returns the exit status."""
+    return training.main(ARCHITECTURE, HPARAMS, build_graph, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

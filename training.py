@@ -1,0 +1,492 @@
+"""The machinery both architectures share: optimizer, evaluation and sampling branches, the Session loop,
+checkpoints and the command line. Each architecture's script keeps its own graph; this file runs it.
+"""
+import argparse
+import contextlib
+import json
+import math
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+import data
+from batches import BatchGenerator
+
+
+@contextlib.contextmanager
+def _quiet_stderr():
+    """Silences file descriptor 2 (where TensorFlow's C++ start-up banner goes) for the block."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with open(os.devnull, "w") as devnull:
+        os.dup2(devnull.fileno(), 2)
+    try:
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+# TensorFlow is imported here, once, without its import-time log lines (oneDNN stays on: it is faster).
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+with _quiet_stderr():
+    import tensorflow.compat.v1 as tf
+tf.disable_eager_execution()
+tf.logging.set_verbosity(tf.logging.ERROR)
+
+alphabet_size = data.alphabet_size
+ACTIVATIONS = {"relu": tf.nn.relu, "tanh": tf.tanh}
+COMBINES = {"concat": None, "add": tf.add, "multiply": tf.multiply}  # concat is written out in each cell
+OPTIMIZERS = {"sgd": tf.train.GradientDescentOptimizer, "adadelta": tf.train.AdadeltaOptimizer,
+              "adam": tf.train.AdamOptimizer}
+EVAL_STREAMS = 128  # parallel streams of the evaluation branch
+EVAL_UNROLLINGS = 100  # time steps per evaluation Session.run
+
+
+class UserError(Exception):
+    """A mistake the user can fix (bad option, unusable run folder); the message says how, in one line."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Graph pieces shared by both architectures.
+# ---------------------------------------------------------------------------------------------
+def weight(shape, name):
+    """A weight matrix initialised from a truncated normal with variance 1 / fan_in."""
+    return tf.Variable(tf.truncated_normal(shape, mean=0.0, stddev=1.0 / math.sqrt(shape[0])), name=name)
+
+
+def optimize(loss, hp):
+    """(train_op, learning_rate, grad_norm): exponential decay, gradients clipped by global norm.
+
+    grad_norm is the global norm before clipping, reported so exploding gradients can be seen.
+    """
+    global_step = tf.train.get_or_create_global_step()
+    learning_rate = tf.train.exponential_decay(
+        hp["learning_rate"], global_step, hp["decay_steps"], hp["decay_rate"], staircase=hp["staircase"])
+    optimizer = OPTIMIZERS[hp["optimizer"]](learning_rate)
+    gradients, params = zip(*optimizer.compute_gradients(loss))
+    clipped, grad_norm = tf.clip_by_global_norm(gradients, hp["clip_norm"])
+    train_op = optimizer.apply_gradients(zip(clipped, params), global_step=global_step)
+    return train_op, learning_rate, grad_norm
+
+
+class Model:
+    """A built graph: the architecture's training branch plus evaluation and sampling branches.
+
+    unroll(inputs, state) -> (logits [steps * batch, 27], last state) is the architecture's cell run over
+    a list of one-hot inputs; the two extra branches call it with their own batch sizes, sharing weights.
+    """
+
+    def __init__(self, graph, hp, train_data, loss, train_op, learning_rate, grad_norm, reset_state,
+                 unroll, state_size):
+        self.graph, self.hp, self.state_size = graph, hp, state_size
+        self.train_data, self.loss, self.train_op = train_data, loss, train_op
+        self.learning_rate, self.grad_norm, self.reset_state = learning_rate, grad_norm, reset_state
+        with graph.as_default():
+            self.global_step = tf.train.get_global_step()
+
+            # Evaluation: EVAL_STREAMS streams of held-out text, EVAL_UNROLLINGS steps per run, ids
+            # one-hot encoded in the graph; the state goes in and out through the feed, weights mask padding.
+            self.eval_inputs = tf.placeholder(tf.int32, [EVAL_UNROLLINGS, EVAL_STREAMS], name="eval_inputs")
+            self.eval_labels = tf.placeholder(tf.int32, [EVAL_UNROLLINGS, EVAL_STREAMS], name="eval_labels")
+            self.eval_weights = tf.placeholder(tf.float32, [EVAL_UNROLLINGS, EVAL_STREAMS], name="eval_weights")
+            self.eval_state = tf.placeholder(tf.float32, [EVAL_STREAMS, state_size], name="eval_state")
+            logits, self.eval_next_state = unroll(
+                tf.unstack(tf.one_hot(self.eval_inputs, alphabet_size), axis=0), self.eval_state)
+            nats = tf.nn.sparse_softmax_cross_entropy_with_logits(
+                labels=tf.reshape(self.eval_labels, [-1]), logits=logits)
+            self.eval_nats = tf.reduce_sum(nats * tf.reshape(self.eval_weights, [-1]))
+
+            # Sampling: batch 1, one character per run, with its own saved state and reset op.
+            self.sample_input = tf.placeholder(tf.float32, [1, alphabet_size], name="sample_input")
+            self.temperature = tf.placeholder_with_default(1.0, [], name="temperature")
+            saved_sample_state = tf.Variable(tf.zeros([1, state_size]), trainable=False, name="saved_sample_state")
+            self.reset_sample_state = saved_sample_state.assign(tf.zeros_like(saved_sample_state))
+            sample_logits, sample_state = unroll([self.sample_input], saved_sample_state)
+            with tf.control_dependencies([saved_sample_state.assign(sample_state)]):
+                self.sample_logits = tf.identity(sample_logits)
+                self.sample_prediction = tf.nn.softmax(sample_logits / self.temperature)
+
+            self.saver = tf.train.Saver(max_to_keep=None)
+            self.init = tf.global_variables_initializer()
+        graph.finalize()
+
+
+def session_config():
+    """One thread per op and two ops at a time: as fast or faster than TF's default on 2 cores."""
+    return tf.ConfigProto(intra_op_parallelism_threads=1, inter_op_parallelism_threads=2)
+
+
+def evaluate(sess, model, ids):
+    """Mean cross-entropy in nats per character of the text ids, predicting each character from the ones before.
+
+    The text is cut into EVAL_STREAMS contiguous streams run side by side; each stream starts from the zero
+    state, and the padding that fills the last run is masked out.
+    """
+    ids = np.asarray(ids, dtype=np.int32)
+    n = len(ids) - 1  # predictions: ids[1:] from ids[:-1]
+    if n < 1:
+        raise data.DataError(f"a held-out split of {len(ids)} characters is too short to evaluate")
+    span = -(-n // EVAL_STREAMS)  # characters per stream
+    span = -(-span // EVAL_UNROLLINGS) * EVAL_UNROLLINGS
+    padded = EVAL_STREAMS * span
+    inputs = np.zeros(padded, np.int32)
+    labels = np.zeros(padded, np.int32)
+    weights = np.zeros(padded, np.float32)
+    inputs[:n], labels[:n], weights[:n] = ids[:-1], ids[1:], 1.0
+    inputs, labels, weights = (a.reshape(EVAL_STREAMS, span).T for a in (inputs, labels, weights))  # [span, S]
+    run = sess.make_callable([model.eval_nats, model.eval_next_state],
+                             feed_list=[model.eval_inputs, model.eval_labels, model.eval_weights, model.eval_state])
+    state = np.zeros([EVAL_STREAMS, model.state_size], np.float32)
+    total = 0.0
+    for t in range(0, span, EVAL_UNROLLINGS):
+        chunk = slice(t, t + EVAL_UNROLLINGS)
+        nats, state = run(inputs[chunk], labels[chunk], weights[chunk], state)
+        total += float(nats)
+    return total / n
+
+
+def generate(sess, model, length, rng, prime="", temperature=1.0, argmax=False):
+    """length characters drawn from the model after feeding it prime (the prime is not part of the result).
+
+    Without a prime the first character is drawn from a random distribution over the alphabet, as the post
+    does, and counts towards length.
+    """
+    step = sess.make_callable([model.sample_prediction, model.sample_logits],
+                              feed_list=[model.sample_input, model.temperature])
+    sess.run(model.reset_sample_state)
+    out = []
+    if prime:
+        for char in prime:
+            prediction, logits = step(data.vec2mat(data.one_hot(data.char2id(char))), temperature)
+    else:
+        first = data.sample_distribution(data.random_distribution(rng), rng)
+        out.append(first)
+        if length > 1:
+            prediction, logits = step(data.vec2mat(data.one_hot(first)), temperature)
+    while len(out) < length:
+        char_id = int(np.argmax(logits)) if argmax else data.sample_distribution(prediction, rng)
+        out.append(char_id)
+        if len(out) < length:
+            prediction, logits = step(data.vec2mat(data.one_hot(char_id)), temperature)
+    return data.ids_to_text(out)
+
+
+# ---------------------------------------------------------------------------------------------
+# The command line: every hyperparameter as --name-with-dashes, plus the loop's own options.
+# ---------------------------------------------------------------------------------------------
+CHOICES = {"activation": tuple(ACTIVATIONS), "combine": tuple(COMBINES), "optimizer": tuple(OPTIMIZERS)}
+LOOP_OPTIONS = dict(  # options of the run rather than the model; none of them changes the graph
+    summary_frequency=(1000, "steps between report lines"),
+    eval_frequency=(10_000, "steps between validations, samples and checkpoints"),
+    valid_chars=(100_000, "validation characters used by the periodic validation (the end uses all)"),
+    keep=(3, "latest checkpoints kept (the best by validation is kept as well, in best/)"),
+    seed=(1, "random seed of the weights and the samples; the same seed repeats a CPU run"),
+)
+
+
+def _checked(kind, low, high=None):
+    """An argparse type: kind (int or float) within [low, high]."""
+    def convert(text):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {'an integer' if kind is int else 'a number'}")
+        if not math.isfinite(value) or value < low or (high is not None and value > high):
+            bound = f"at least {low}" if high is None else f"between {low} and {high}"
+            raise argparse.ArgumentTypeError(f"{text} is out of range: it must be {bound}")
+        return value
+    return convert
+
+
+def _value_type(name, default):
+    """How a hyperparameter's value is checked on the command line."""
+    if name == "decay_rate":
+        return _checked(float, 1e-9, 1.0)
+    if name == "seed":
+        return _checked(int, 0)
+    if isinstance(default, int):
+        return _checked(int, 1)
+    return _checked(float, 1e-12)
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):
+        """One line, no usage dump: what is wrong, and where to look."""
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def build_parser(architecture, hparams):
+    """The command line of an architecture's script; values not given stay absent (SUPPRESS)."""
+    parser = _Parser(prog=f"{architecture}.py", argument_default=argparse.SUPPRESS,
+                     description=f"Train {architecture} on text8 (or --data PATH).")
+    parser.add_argument("--data", metavar="PATH", help="train on this text file or text8 zip instead of "
+                        "downloading text8 into data/")
+    parser.add_argument("--out", metavar="DIR", help=f"run folder (default checkpoints/{architecture.split('_')[0]})")
+    parser.add_argument("--resume", action="store_true", help="continue the run in --out from its latest checkpoint")
+    group = parser.add_argument_group("hyperparameters (defaults are the post's)")
+    for name, (default, help_text) in {**hparams, **LOOP_OPTIONS}.items():
+        flag = "--" + name.replace("_", "-")
+        if isinstance(default, bool):
+            group.add_argument(flag, action=argparse.BooleanOptionalAction, help=f"{help_text} (default {default})")
+        elif name in CHOICES:
+            group.add_argument(flag, choices=CHOICES[name], help=f"{help_text} (default {default})")
+        else:
+            group.add_argument(flag, type=_value_type(name, default), metavar="N",
+                               help=f"{help_text} (default {default})")
+    return parser
+
+
+# ---------------------------------------------------------------------------------------------
+# Run folders: config.json beside the TF checkpoints.
+# ---------------------------------------------------------------------------------------------
+CONFIG = "config.json"
+RESULTS = "results.json"
+
+
+def write_json(path, obj):
+    """Writes JSON atomically: a crash leaves the old file or the new one, never half of one."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=2) + "\n")
+    os.replace(tmp, path)
+
+
+def read_config(folder):
+    """The config.json of a run folder; UserError if there is none or it is unreadable."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise UserError(f"{folder}: no such run folder")
+    path = folder / CONFIG
+    if not path.exists():
+        raise UserError(f"{folder} holds no {CONFIG}, so no checkpoint of a training run")
+    try:
+        config = json.loads(path.read_text())
+        config["architecture"], config["hparams"], config["checkpoint"]
+    except (ValueError, KeyError, TypeError):
+        raise UserError(f"{path} is damaged or not a run's config; train again to make a new one") from None
+    return config
+
+
+def save_checkpoint(sess, model, folder, config):
+    """Saves the variables as model.ckpt-STEP in folder, then config.json naming that checkpoint."""
+    step = config["step"]
+    prefix = model.saver.save(sess, str(Path(folder) / "model.ckpt"), global_step=step, write_meta_graph=False)
+    write_json(Path(folder) / CONFIG, {**config, "checkpoint": Path(prefix).name})
+
+
+def prune_checkpoints(folder, keep):
+    """Deletes all but the newest keep model.ckpt-STEP files of folder."""
+    steps = sorted({int(p.name.split("-")[1].split(".")[0]) for p in Path(folder).glob("model.ckpt-*")})
+    for step in steps[:max(0, len(steps) - keep)]:
+        for p in Path(folder).glob(f"model.ckpt-{step}.*"):
+            p.unlink()
+
+
+def restore(sess, model, folder, config):
+    """Loads the checkpoint config.json names; UserError if its files are missing or do not fit the graph."""
+    prefix = Path(folder) / config["checkpoint"]
+    if not Path(str(prefix) + ".index").exists():
+        raise UserError(f"{folder}: the checkpoint {config['checkpoint']} that {CONFIG} names is missing")
+    try:
+        model.saver.restore(sess, str(prefix))
+    except (tf.errors.NotFoundError, tf.errors.InvalidArgumentError, tf.errors.DataLossError):
+        raise UserError(f"{prefix} does not fit the graph {CONFIG} describes; the run folder is damaged") from None
+
+
+# ---------------------------------------------------------------------------------------------
+# The Session loop.
+# ---------------------------------------------------------------------------------------------
+def _bpc(nats):
+    return nats / math.log(2)
+
+
+class _StopFlag:
+    """Turns the first Ctrl-C into a request to save and stop at the end of the current step."""
+
+    def __init__(self):
+        self.requested = False
+
+    def __enter__(self):
+        self._previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def _handle(self, signum, frame):
+        if self.requested:  # a second Ctrl-C stops at once
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def __exit__(self, *exc):
+        signal.signal(signal.SIGINT, self._previous)
+
+
+def _configure(architecture, hparams, argv):
+    """(hp, options, config or None): the run's settings from the command line and, with --resume, its folder."""
+    args = vars(build_parser(architecture, hparams).parse_args(argv))
+    out = Path(args.pop("out", f"checkpoints/{architecture.split('_')[0]}"))
+    resume = args.pop("resume", False)
+    data_path = args.pop("data", None)
+    given = {k: v for k, v in args.items() if k in hparams or k in LOOP_OPTIONS}
+    if resume:
+        config = read_config(out)
+        if config["architecture"] != architecture:
+            raise UserError(f"{out} holds a run of {config['architecture']}, not {architecture}")
+        hp = dict(config["hparams"])
+        fixed = {k: v for k, v in given.items() if k in hparams and k != "num_steps" and hp[k] != v}
+        if fixed:
+            name = next(iter(fixed))
+            raise UserError(f"--resume continues {out} with its saved --{name.replace('_', '-')} {hp[name]}; "
+                            f"drop --{name.replace('_', '-')} or start a new run with another --out")
+        hp.update({k: v for k, v in given.items() if k in LOOP_OPTIONS or k == "num_steps"})
+        if data_path is not None and str(Path(data_path).resolve()) != config["data"]:
+            raise UserError(f"--resume continues {out} on its own data ({config['data']}); drop --data")
+        data_path = None if config["data"] == "text8" else config["data"]
+    else:
+        if (out / CONFIG).exists():
+            raise UserError(f"{out} already holds a run; pass --resume to continue it, "
+                            f"or --out DIR for a new one")
+        config = None
+        hp = {k: default for k, (default, _) in {**hparams, **LOOP_OPTIONS}.items()}
+        hp.update(given)
+    return hp, {"out": out, "data": data_path}, config
+
+
+def train(architecture, hparams, build_graph, argv, log=print):
+    """Trains an architecture from the command line argv; returns the results dictionary."""
+    from tqdm import tqdm
+
+    hp, options, config = _configure(architecture, hparams, argv)
+    out = options["out"]
+    ids, source = data.load_corpus(options["data"], log=log)
+    train_ids, valid_ids, test_ids = data.split(ids)
+    for name, split_ids in (("valid", valid_ids), ("test", test_ids)):
+        if len(split_ids) < 2:
+            raise data.DataError(f"the {name} split has {len(split_ids)} characters, too few to evaluate; "
+                                 f"use a text of at least 40 characters")
+    batches = BatchGenerator(train_ids, hp["batch_size"], hp["num_unrollings"], name="train")
+    log(f"{architecture}: {source}, {len(ids):,} characters "
+        f"(train {len(train_ids):,}, valid {len(valid_ids):,}, test {len(test_ids):,})")
+    log("config: " + ", ".join(f"{k}={v}" for k, v in hp.items()))
+
+    model = build_graph(hp)
+    out.mkdir(parents=True, exist_ok=True)
+    sess = tf.Session(graph=model.graph, config=session_config())
+    if config is None:
+        sess.run(model.init)
+        config = {"architecture": architecture, "hparams": hp, "data": source, "step": 0, "checkpoint": None,
+                  "batch_position": batches.position(), "train_seconds": 0.0, "best_valid_bpc": None}
+        (out / "best").mkdir(exist_ok=True)
+    else:
+        restore(sess, model, out, config)
+        batches.restore(config["batch_position"])
+        config["hparams"] = hp
+        log(f"resumed {out} at step {config['step']:,}")
+    writer = tf.summary.FileWriter(str(out), graph=model.graph if config["step"] == 0 else None)
+    rng = np.random.default_rng(hp["seed"])
+    valid_slice = valid_ids[:hp["valid_chars"]]
+
+    def scalars(step, **values):
+        writer.add_summary(tf.Summary(value=[tf.Summary.Value(tag=k, simple_value=float(v))
+                                             for k, v in values.items()]), step)
+
+    def checkpoint(step, valid_bpc=None):
+        """Saves the latest checkpoint (keeping hp["keep"]), and in best/ when validation improved."""
+        config.update(step=step, batch_position=batches.position(), train_seconds=train_seconds())
+        best = valid_bpc is not None and (config["best_valid_bpc"] is None or valid_bpc < config["best_valid_bpc"])
+        if best:
+            config["best_valid_bpc"] = valid_bpc
+        save_checkpoint(sess, model, out, config)
+        prune_checkpoints(out, hp["keep"])
+        if best:
+            save_checkpoint(sess, model, out / "best", config)
+            prune_checkpoints(out / "best", 1)
+
+    step_fn = sess.make_callable([model.train_op, model.loss, model.learning_rate, model.grad_norm],
+                                 feed_list=model.train_data)
+    chars_per_step = hp["batch_size"] * hp["num_unrollings"]
+    step = int(sess.run(model.global_step))
+    start_step, started = step, time.time()
+    prior_seconds = config["train_seconds"]
+
+    def train_seconds():
+        return prior_seconds + time.time() - started
+
+    period = {"loss": 0.0, "grad": 0.0, "grad_max": 0.0, "steps": 0, "time": time.time()}
+    bar = tqdm(total=hp["num_steps"], initial=step, unit="step", disable=None, dynamic_ncols=True, leave=False)
+    with _StopFlag() as stop:
+        while step < hp["num_steps"] and not stop.requested:
+            _, loss, lr, grad_norm = step_fn(*batches.next())
+            step += 1
+            if not math.isfinite(loss):
+                bar.close()
+                kept = f"the last good checkpoint (step {config['step']:,}) is kept in {out}" if config["step"] \
+                    else "no checkpoint was saved yet"
+                raise UserError(f"the loss became {loss} at step {step:,}; {kept}. "
+                                f"Try a smaller --learning-rate or --clip-norm")
+            period["loss"] += loss
+            period["grad"] += grad_norm
+            period["grad_max"] = max(period["grad_max"], grad_norm)
+            period["steps"] += 1
+            bar.update(1)
+            if step % hp["summary_frequency"] == 0 or step == hp["num_steps"]:
+                k = period["steps"]
+                mean_loss, speed = period["loss"] / k, k * chars_per_step / (time.time() - period["time"])
+                bar.write(f"step {step:>{len(str(hp['num_steps']))},}/{hp['num_steps']:,}  "
+                          f"loss {mean_loss:.3f}  ppl {math.exp(loss):6.2f}  bpc {_bpc(mean_loss):.3f}  "
+                          f"lr {lr:.3g}  grad {period['grad'] / k:.3f} (max {period['grad_max']:.3f})  "
+                          f"{speed / 1000:,.0f}k chars/s")
+                scalars(step, **{"train/loss": mean_loss, "train/perplexity": math.exp(loss),
+                                 "train/bpc": _bpc(mean_loss), "learning_rate": lr,
+                                 "grad_norm/mean": period["grad"] / k, "grad_norm/max": period["grad_max"],
+                                 "chars_per_second": speed})
+                period = {"loss": 0.0, "grad": 0.0, "grad_max": 0.0, "steps": 0, "time": time.time()}
+            if step % hp["eval_frequency"] == 0 and step < hp["num_steps"]:
+                valid_bpc = _bpc(evaluate(sess, model, valid_slice))
+                bar.write(f"validation at step {step:,}: bpc {valid_bpc:.3f}, "
+                          f"perplexity {2 ** valid_bpc:.2f} ({len(valid_slice):,} characters)")
+                for _ in range(3):
+                    bar.write("  sample: " + generate(sess, model, 80, rng))
+                scalars(step, **{"valid/bpc": valid_bpc, "valid/perplexity": 2 ** valid_bpc})
+                checkpoint(step, valid_bpc)
+                period["time"] = time.time()
+    bar.close()
+    interrupted = stop.requested
+    valid_bpc = None if interrupted else _bpc(evaluate(sess, model, valid_slice))
+    checkpoint(step, valid_bpc)
+    writer.flush()
+    if interrupted:
+        log(f"interrupted: saved step {step:,} in {out}; continue with --resume --out {out}")
+        raise KeyboardInterrupt
+
+    log(f"trained {step - start_step:,} steps in {time.time() - started:,.0f} s; evaluating the full "
+        f"validation and test splits")
+    results = {"steps": step, "train_seconds": round(train_seconds(), 1), "data": source}
+    for name, split_ids in (("valid", valid_ids), ("test", test_ids)):
+        t0 = time.time()
+        nats = evaluate(sess, model, split_ids)
+        results.update({f"{name}_bpc": round(_bpc(nats), 4), f"{name}_perplexity": round(math.exp(nats), 4),
+                        f"{name}_chars": len(split_ids) - 1})
+        log(f"{name}: bpc {_bpc(nats):.4f}, perplexity {math.exp(nats):.3f} over {len(split_ids) - 1:,} "
+            f"characters ({time.time() - t0:.1f} s)")
+        scalars(step, **{f"final/{name}_bpc": _bpc(nats)})
+    write_json(out / RESULTS, results)
+    writer.close()
+    sess.close()
+    log(f"results in {out / RESULTS}; sample with: python sample.py --checkpoint {out}")
+    return results
+
+
+def main(architecture, hparams, build_graph, argv=None):
+    """Runs train() for an architecture's script; user mistakes become one line and a non-zero exit."""
+    try:
+        train(architecture, hparams, build_graph, argv)
+    except (UserError, data.DataError) as e:
+        print(f"{architecture}.py: error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    return 0
