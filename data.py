@@ -175,8 +175,12 @@ def download_text8(cache_dir=DEFAULT_CACHE, url=None, size=None, sha1=None, time
                     for chunk in response.iter_content(chunk_size=1 << 20):
                         out.write(chunk)
                         bar.update(len(chunk))
+        except requests.ConnectionError:
+            raise _download_failed("could not connect (no network?)", url, path) from None
+        except requests.Timeout:
+            raise _download_failed("the server did not answer in time", url, path) from None
         except requests.RequestException as e:
-            raise _download_failed(f"the download failed ({type(e).__name__})", url, path) from None
+            raise _download_failed(f"the download broke off ({type(e).__name__})", url, path) from None
         got = os.path.getsize(tmp)
         if got != size:
             raise _download_failed(f"received {got:,} bytes, expected {size:,}", url, path)
@@ -261,10 +265,11 @@ def load_text(path, log=print):
     return text
 
 
-def load_corpus(data=None, cache_dir=DEFAULT_CACHE, log=print):
-    """(ids, source): the corpus as a uint8 array of ids, from --data PATH or else the text8 download."""
+def load_corpus(data=None, cache_dir=None, log=print):
+    """(ids, source): the corpus as a uint8 array of ids, from --data PATH or else text8, downloaded into
+    cache_dir (default DEFAULT_CACHE, the data/ folder of the repository)."""
     if data is None:
-        path = download_text8(cache_dir)
+        path = download_text8(cache_dir or DEFAULT_CACHE)
         source = "text8"
     else:
         path = Path(data)

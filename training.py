@@ -113,7 +113,6 @@ class Model:
 
             self.saver = tf.train.Saver(max_to_keep=None)
             self.init = tf.global_variables_initializer()
-        graph.finalize()
 
 
 def session_config():
@@ -132,18 +131,21 @@ def evaluate(sess, model, ids):
     if n < 1:
         raise data.DataError(f"a held-out split of {len(ids)} characters is too short to evaluate")
     span = -(-n // EVAL_STREAMS)  # characters per stream
-    span = -(-span // EVAL_UNROLLINGS) * EVAL_UNROLLINGS
-    padded = EVAL_STREAMS * span
-    inputs = np.zeros(padded, np.int32)
-    labels = np.zeros(padded, np.int32)
-    weights = np.zeros(padded, np.float32)
-    inputs[:n], labels[:n], weights[:n] = ids[:-1], ids[1:], 1.0
-    inputs, labels, weights = (a.reshape(EVAL_STREAMS, span).T for a in (inputs, labels, weights))  # [span, S]
+    runs = -(-span // EVAL_UNROLLINGS)  # each stream is padded at its end to a whole number of runs
+
+    def streams(values, dtype):
+        flat = np.zeros(EVAL_STREAMS * span, dtype)
+        flat[:n] = values
+        padded = np.zeros((EVAL_STREAMS, runs * EVAL_UNROLLINGS), dtype)
+        padded[:, :span] = flat.reshape(EVAL_STREAMS, span)
+        return padded.T  # [time, stream]
+
+    inputs, labels, weights = streams(ids[:-1], np.int32), streams(ids[1:], np.int32), streams(1.0, np.float32)
     run = sess.make_callable([model.eval_nats, model.eval_next_state],
                              feed_list=[model.eval_inputs, model.eval_labels, model.eval_weights, model.eval_state])
     state = np.zeros([EVAL_STREAMS, model.state_size], np.float32)
     total = 0.0
-    for t in range(0, span, EVAL_UNROLLINGS):
+    for t in range(0, runs * EVAL_UNROLLINGS, EVAL_UNROLLINGS):
         chunk = slice(t, t + EVAL_UNROLLINGS)
         nats, state = run(inputs[chunk], labels[chunk], weights[chunk], state)
         total += float(nats)
@@ -373,6 +375,7 @@ def train(architecture, hparams, build_graph, argv, log=print):
     log("config: " + ", ".join(f"{k}={v}" for k, v in hp.items()))
 
     model = build_graph(hp)
+    model.graph.finalize()  # the loop adds no ops, so a slip cannot grow the graph step after step
     out.mkdir(parents=True, exist_ok=True)
     sess = tf.Session(graph=model.graph, config=session_config())
     if config is None:

@@ -83,7 +83,7 @@ def test_success_then_cached_run_makes_no_request(server, tmp_path):
     ("/404", len(GOOD), "HTTP 404"),
     ("/500", len(GOOD), "HTTP 500"),
     ("/ok.zip", len(GOOD) + 1, f"received {len(GOOD):,} bytes, expected {len(GOOD) + 1:,}"),
-    ("/truncated.zip", len(GOOD), "download failed"),
+    ("/truncated.zip", len(GOOD), "download broke off"),
     ("/corrupt.zip", len(GOOD), "not a valid zip"),
     ("/nomember.zip", len(make_zip("other")), "no 'text8' member"),
     ("/badsha.zip", len(make_zip(text=TEXT.upper())), "SHA-1"),
@@ -102,7 +102,7 @@ def test_connection_refused(tmp_path):
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     url = f"http://127.0.0.1:{port}/text8.zip"
-    with pytest.raises(data.DataError, match="ConnectionError") as e:
+    with pytest.raises(data.DataError, match="could not connect") as e:
         download(url, tmp_path)
     assert_nothing_acceptable_left(tmp_path, url, str(e.value))
 

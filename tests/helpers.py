@@ -1,0 +1,45 @@
+"""Small helpers the graph tests share."""
+import numpy as np
+
+import training
+from training import tf
+
+
+def hparams(module, **overrides):
+    """A module's default hyperparameters (and loop options) with overrides."""
+    hp = {k: v for k, (v, _) in {**module.HPARAMS, **training.LOOP_OPTIONS}.items()}
+    unknown = set(overrides) - set(hp)
+    assert not unknown, unknown
+    hp.update(overrides)
+    return hp
+
+
+def session(model):
+    sess = tf.Session(graph=model.graph, config=training.session_config())
+    sess.run(model.init)
+    return sess
+
+
+def variables(model):
+    """The model's variables by name (U, W, b, V, c, saved_h, ...)."""
+    return {v.op.name: v for v in model.graph.get_collection(tf.GraphKeys.GLOBAL_VARIABLES)}
+
+
+def random_weights(sess, model, rng, scale=0.5):
+    """Loads random float32 weights into U, W, b, V, c and returns them as float64 arrays."""
+    w = {}
+    for name in ("U", "W", "b", "V", "c"):
+        var = variables(model)[name]
+        value = (scale * rng.standard_normal(var.shape.as_list())).astype(np.float32)
+        var.load(value, sess)
+        w[name] = value.astype(np.float64)
+    return w
+
+
+def one_hot_text(rng, steps, batch):
+    """A random mega-batch: [steps, batch, 27] one-hot float32."""
+    return np.eye(27, dtype=np.float32)[rng.integers(0, 27, size=(steps, batch))]
+
+
+def feed(model, megabatch):
+    return {p: a for p, a in zip(model.train_data, megabatch)}

@@ -1,0 +1,141 @@
+"""Arch 1's graph against the numpy reference: loss, gradients, state, branches, schedule, clipping, learning."""
+import math
+
+import numpy as np
+import pytest
+
+import arch1_hidden
+import reference
+import training
+from helpers import feed, hparams, one_hot_text, random_weights, session, variables
+from training import tf
+
+SMALL = dict(batch_size=3, num_nodes=4, num_unrollings=5)
+
+
+@pytest.mark.parametrize("combine", ["concat", "add", "multiply"])
+@pytest.mark.parametrize("activation", ["relu", "tanh"])
+def test_loss_gradients_and_state_match_reference(combine, activation):
+    hp = hparams(arch1_hidden, combine=combine, activation=activation, **SMALL)
+    model = arch1_hidden.build_graph(hp)
+    with model.graph.as_default():
+        names = ["U", "W", "b", "V", "c"]
+        grads = tf.gradients(model.loss, [variables(model)[n] for n in names])
+    sess = session(model)
+    rng = np.random.default_rng(0)
+    w = random_weights(sess, model, rng)
+    width = 8 if combine == "concat" else 4
+    h0 = (0.5 * rng.standard_normal((3, width))).astype(np.float32)
+    variables(model)["saved_h"].load(h0, sess)
+    megabatch = one_hot_text(rng, 6, 3)
+
+    loss, tf_grads = sess.run([model.loss, grads], feed(model, megabatch))
+    x, labels = megabatch[:-1].astype(np.float64), megabatch[1:].astype(np.float64)
+    logits, h_last = reference.arch1_forward(x, h0.astype(np.float64), w, combine, activation)
+    assert loss == pytest.approx(reference.cross_entropy(logits, labels), abs=1e-5)
+    np.testing.assert_allclose(sess.run(variables(model)["saved_h"]), h_last, atol=1e-5)  # state carried
+
+    f = lambda: reference.cross_entropy(reference.arch1_forward(x, h0.astype(np.float64), w, combine,
+                                                                activation)[0], labels)
+    numeric = reference.numeric_gradient(f, w)
+    for name, g in zip(names, tf_grads):
+        np.testing.assert_allclose(g, numeric[name], atol=2e-5, rtol=1e-3, err_msg=name)
+
+
+@pytest.mark.parametrize("combine", ["concat", "add"])
+def test_sample_branch_shares_the_weights_and_carries_its_state(combine):
+    model = arch1_hidden.build_graph(hparams(arch1_hidden, combine=combine, activation="tanh", **SMALL))
+    sess = session(model)
+    rng = np.random.default_rng(1)
+    w = random_weights(sess, model, rng)
+    x = np.eye(27)[rng.integers(0, 27, size=6)]
+    width = 8 if combine == "concat" else 4
+    logits, _ = reference.arch1_forward(x[:, None, :], np.zeros((1, width)), w, combine, "tanh")
+    for _ in range(2):  # the reset makes the second pass repeat the first
+        sess.run(model.reset_sample_state)
+        for t in range(len(x)):
+            p = sess.run(model.sample_prediction, {model.sample_input: x[t:t + 1].astype(np.float32)})
+            np.testing.assert_allclose(p[0], reference.softmax(logits[t, 0]), atol=1e-6)
+
+
+@pytest.mark.parametrize("combine", ["concat", "add"])
+def test_evaluate_covers_every_character_in_parallel_streams(combine):
+    model = arch1_hidden.build_graph(hparams(arch1_hidden, combine=combine, activation="tanh", **SMALL))
+    sess = session(model)
+    rng = np.random.default_rng(2)
+    w = random_weights(sess, model, rng)
+    ids = rng.integers(0, 27, size=training.EVAL_STREAMS * 130 + 7)  # streams of 131, the last one short
+    n = len(ids) - 1
+    span = -(-n // training.EVAL_STREAMS)
+    total = 0.0
+    x = np.eye(27)[ids]
+    for s in range(training.EVAL_STREAMS):  # each stream from the zero state, as evaluate() does
+        lo, hi = s * span, min((s + 1) * span, n)
+        logits, _ = reference.arch1_forward(x[lo:hi, None, :], np.zeros((1, 8 if combine == "concat" else 4)),
+                                            w, combine, "tanh")
+        total += reference.cross_entropy(logits, x[lo + 1:hi + 1, None, :]) * (hi - lo)
+    assert training.evaluate(sess, model, ids) == pytest.approx(total / n, rel=1e-5)
+
+
+def test_initial_loss_is_close_to_ln_27():
+    model = arch1_hidden.build_graph(hparams(arch1_hidden, **SMALL))
+    sess = session(model)
+    megabatch = one_hot_text(np.random.default_rng(3), 6, 3)
+    assert sess.run(model.loss, feed(model, megabatch)) == pytest.approx(math.log(27), abs=0.5)
+    for name in ("U", "W", "V"):  # with small weights the prediction is uniform: ln 27 nats
+        var = variables(model)[name]
+        var.load(sess.run(var) * 1e-3, sess)
+    assert sess.run(model.loss, feed(model, megabatch)) == pytest.approx(math.log(27), abs=1e-3)
+
+
+def test_state_is_carried_between_megabatches_and_reset():
+    model = arch1_hidden.build_graph(hparams(arch1_hidden, **SMALL))
+    sess = session(model)
+    rng = np.random.default_rng(4)
+    w = random_weights(sess, model, rng)
+    first, second = one_hot_text(rng, 6, 3), one_hot_text(rng, 6, 3)
+    sess.run(model.loss, feed(model, first))
+    _, h = reference.arch1_forward(first[:-1].astype(np.float64), np.zeros((3, 8)), w, "concat", "relu")
+    logits, _ = reference.arch1_forward(second[:-1].astype(np.float64), h, w, "concat", "relu")
+    assert sess.run(model.loss, feed(model, second)) == pytest.approx(
+        reference.cross_entropy(logits, second[1:]), abs=1e-5)
+    sess.run(model.reset_state)
+    logits, _ = reference.arch1_forward(second[:-1].astype(np.float64), np.zeros((3, 8)), w, "concat", "relu")
+    assert sess.run(model.loss, feed(model, second)) == pytest.approx(
+        reference.cross_entropy(logits, second[1:]), abs=1e-5)
+
+
+@pytest.mark.parametrize("staircase", [True, False])
+def test_learning_rate_schedule(staircase):
+    model = arch1_hidden.build_graph(hparams(arch1_hidden, optimizer="sgd", learning_rate=2.0, decay_steps=10,
+                                             decay_rate=0.5, staircase=staircase, **SMALL))
+    sess = session(model)
+    for step in (0, 9, 10, 25, 100):
+        model.global_step.load(step, sess)
+        expected = 2.0 * 0.5 ** (step // 10 if staircase else step / 10)
+        assert sess.run(model.learning_rate) == pytest.approx(expected, rel=1e-6)
+
+
+def test_clipping_reports_the_true_norm_and_bounds_the_update():
+    clip, lr = 0.05, 1.0
+    model = arch1_hidden.build_graph(hparams(arch1_hidden, optimizer="sgd", learning_rate=lr, clip_norm=clip,
+                                             **SMALL))
+    with model.graph.as_default():
+        params = tf.trainable_variables()
+        grads = tf.gradients(model.loss, params)
+    sess = session(model)
+    rng = np.random.default_rng(5)
+    random_weights(sess, model, rng, scale=1.0)
+    megabatch = one_hot_text(rng, 6, 3)
+    before = sess.run(params)
+    true_grads = sess.run(grads, feed(model, megabatch))
+    sess.run(model.reset_state)
+    _, reported = sess.run([model.train_op, model.grad_norm], feed(model, megabatch))
+    true_norm = math.sqrt(sum(float((g ** 2).sum()) for g in true_grads))
+    assert true_norm > clip  # the test is only meaningful when clipping happens
+    assert reported == pytest.approx(true_norm, rel=1e-5)
+    after = sess.run(params)
+    applied = math.sqrt(sum(float(((a - b) ** 2).sum()) for a, b in zip(after, before))) / lr
+    assert applied == pytest.approx(clip, rel=1e-4)
+    for a, b, g in zip(after, before, true_grads):  # the direction is the gradient's, scaled by clip / norm
+        np.testing.assert_allclose(b - a, g * clip / true_norm, atol=1e-6)
