@@ -45,6 +45,7 @@ OPTIMIZERS = {"sgd": tf.train.GradientDescentOptimizer, "adadelta": tf.train.Ada
               "adam": tf.train.AdamOptimizer}
 EVAL_STREAMS = 128  # parallel streams of the evaluation branch
 EVAL_UNROLLINGS = 100  # time steps per evaluation Session.run
+EVAL_MIN_SPAN = 2000  # characters a stream covers at least, so that few predictions start without context
 
 
 class UserError(Exception):
@@ -111,7 +112,10 @@ class Model:
                 self.sample_logits = tf.identity(sample_logits)
                 self.sample_prediction = tf.nn.softmax(sample_logits / self.temperature)
 
-            self.saver = tf.train.Saver(max_to_keep=None)
+            # Checkpoints hold the weights, the optimizer's slots, the step and the training state; the
+            # sampling state is scratch space.
+            saved = [v for v in tf.global_variables() if v is not saved_sample_state]
+            self.saver = tf.train.Saver(var_list=saved, max_to_keep=None)
             self.init = tf.global_variables_initializer()
 
 
@@ -123,21 +127,22 @@ def session_config():
 def evaluate(sess, model, ids):
     """Mean cross-entropy in nats per character of the text ids, predicting each character from the ones before.
 
-    The text is cut into EVAL_STREAMS contiguous streams run side by side; each stream starts from the zero
-    state, and the padding that fills the last run is masked out.
+    The text is cut into up to EVAL_STREAMS contiguous streams of at least EVAL_MIN_SPAN characters, run side
+    by side; each stream starts from the zero state, and the padding that fills the last run is masked out.
     """
     ids = np.asarray(ids, dtype=np.int32)
     n = len(ids) - 1  # predictions: ids[1:] from ids[:-1]
     if n < 1:
         raise data.DataError(f"a held-out split of {len(ids)} characters is too short to evaluate")
-    span = -(-n // EVAL_STREAMS)  # characters per stream
+    used = min(EVAL_STREAMS, -(-n // EVAL_MIN_SPAN))  # streams that carry text; the others are all padding
+    span = -(-n // used)  # characters per stream
     runs = -(-span // EVAL_UNROLLINGS)  # each stream is padded at its end to a whole number of runs
 
     def streams(values, dtype):
-        flat = np.zeros(EVAL_STREAMS * span, dtype)
+        flat = np.zeros(used * span, dtype)
         flat[:n] = values
         padded = np.zeros((EVAL_STREAMS, runs * EVAL_UNROLLINGS), dtype)
-        padded[:, :span] = flat.reshape(EVAL_STREAMS, span)
+        padded[:used, :span] = flat.reshape(used, span)
         return padded.T  # [time, stream]
 
     inputs, labels, weights = streams(ids[:-1], np.int32), streams(ids[1:], np.int32), streams(1.0, np.float32)
@@ -418,6 +423,13 @@ def train(architecture, hparams, build_graph, argv, log=print):
     def train_seconds():
         return prior_seconds + time.time() - started
 
+    def diverged(what):
+        """Stops the run without saving, so the last checkpoint stays the last good one."""
+        bar.close()
+        kept = (f"the last good checkpoint (step {config['step']:,}) is kept in {out}" if config["step"]
+                else "no checkpoint was saved yet")
+        raise UserError(f"{what} at step {step:,}; {kept}. Try a smaller --learning-rate or --clip-norm")
+
     period = {"loss": 0.0, "grad": 0.0, "grad_max": 0.0, "steps": 0, "time": time.time()}
     bar = tqdm(total=hp["num_steps"], initial=step, unit="step", disable=None, dynamic_ncols=True, leave=False)
     with _StopFlag() as stop:
@@ -425,11 +437,7 @@ def train(architecture, hparams, build_graph, argv, log=print):
             _, loss, lr, grad_norm = step_fn(*batches.next())
             step += 1
             if not math.isfinite(loss):
-                bar.close()
-                kept = f"the last good checkpoint (step {config['step']:,}) is kept in {out}" if config["step"] \
-                    else "no checkpoint was saved yet"
-                raise UserError(f"the loss became {loss} at step {step:,}; {kept}. "
-                                f"Try a smaller --learning-rate or --clip-norm")
+                diverged(f"the loss became {loss}")
             period["loss"] += loss
             period["grad"] += grad_norm
             period["grad_max"] = max(period["grad_max"], grad_norm)
@@ -449,6 +457,8 @@ def train(architecture, hparams, build_graph, argv, log=print):
                 period = {"loss": 0.0, "grad": 0.0, "grad_max": 0.0, "steps": 0, "time": time.time()}
             if step % hp["eval_frequency"] == 0 and step < hp["num_steps"]:
                 valid_bpc = _bpc(evaluate(sess, model, valid_slice))
+                if not math.isfinite(valid_bpc):
+                    diverged(f"the validation loss became {valid_bpc}")
                 bar.write(f"validation at step {step:,}: bpc {valid_bpc:.3f}, "
                           f"perplexity {2 ** valid_bpc:.2f} ({len(valid_slice):,} characters)")
                 for _ in range(3):

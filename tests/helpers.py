@@ -43,3 +43,18 @@ def one_hot_text(rng, steps, batch):
 
 def feed(model, megabatch):
     return {p: a for p, a in zip(model.train_data, megabatch)}
+
+
+WORDS = ("the of and to in a is that for it as was with be by on not he this are or his from at which but "
+         "an they one two three have had were their first also new time after its who".split())
+
+
+def write_corpus(path, words=4000, seed=0):
+    """A small text8-style corpus of common words, deterministic; returns its path."""
+    rng = np.random.default_rng(seed)
+    path.write_text(" " + " ".join(rng.choice(WORDS, size=words)))
+    return path
+
+
+TINY = ["--batch-size", "4", "--num-nodes", "8", "--num-unrollings", "5", "--summary-frequency", "10",
+        "--eval-frequency", "20"]

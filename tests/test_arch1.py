@@ -1,4 +1,5 @@
 """Arch 1's graph against the numpy reference: loss, gradients, state, branches, schedule, clipping, learning."""
+import json
 import math
 
 import numpy as np
@@ -59,17 +60,21 @@ def test_sample_branch_shares_the_weights_and_carries_its_state(combine):
 
 
 @pytest.mark.parametrize("combine", ["concat", "add"])
-def test_evaluate_covers_every_character_in_parallel_streams(combine):
+@pytest.mark.parametrize("min_span", [100, training.EVAL_MIN_SPAN])
+def test_evaluate_covers_every_character_in_parallel_streams(combine, min_span, monkeypatch):
+    monkeypatch.setattr(training, "EVAL_MIN_SPAN", min_span)
     model = arch1_hidden.build_graph(hparams(arch1_hidden, combine=combine, activation="tanh", **SMALL))
     sess = session(model)
     rng = np.random.default_rng(2)
     w = random_weights(sess, model, rng)
-    ids = rng.integers(0, 27, size=training.EVAL_STREAMS * 130 + 7)  # streams of 131, the last one short
+    ids = rng.integers(0, 27, size=training.EVAL_STREAMS * 130 + 7)
     n = len(ids) - 1
-    span = -(-n // training.EVAL_STREAMS)
+    streams = min(training.EVAL_STREAMS, -(-n // min_span))  # as many as have min_span characters each
+    span = -(-n // streams)
+    assert (streams, span) == ((128, 131) if min_span == 100 else (9, 1850))
     total = 0.0
     x = np.eye(27)[ids]
-    for s in range(training.EVAL_STREAMS):  # each stream from the zero state, as evaluate() does
+    for s in range(streams):  # each stream from the zero state, as evaluate() does
         lo, hi = s * span, min((s + 1) * span, n)
         logits, _ = reference.arch1_forward(x[lo:hi, None, :], np.zeros((1, 8 if combine == "concat" else 4)),
                                             w, combine, "tanh")
@@ -139,3 +144,34 @@ def test_clipping_reports_the_true_norm_and_bounds_the_update():
     assert applied == pytest.approx(clip, rel=1e-4)
     for a, b, g in zip(after, before, true_grads):  # the direction is the gradient's, scaled by clip / norm
         np.testing.assert_allclose(b - a, g * clip / true_norm, atol=1e-6)
+
+
+def conditional_entropy_given_previous(text):
+    """H(x_t | x_{t-1}) of a text in nats, from its own bigram counts: the best any model that sees only
+    the previous character can do on it."""
+    ids = np.frombuffer(text.encode(), np.uint8)
+    pairs = np.zeros((256, 256))
+    np.add.at(pairs, (ids[:-1], ids[1:]), 1)
+    rows = pairs.sum(axis=1, keepdims=True)
+    p = np.divide(pairs, rows, out=np.ones_like(pairs), where=pairs > 0)
+    return float(-(pairs * np.log(p)).sum() / pairs.sum())
+
+
+def test_recurrence_learns_what_the_previous_character_cannot_tell(tmp_path):
+    # Blocks "pqpq ": p and q random among 8 letters. The second p and q repeat characters two steps back,
+    # which only the carried hidden state can know; the best possible is 2 ln 8 / 5 nats per character.
+    rng = np.random.default_rng(0)
+    letters = list("abcdefgh")
+    text = "".join(p + q + p + q + " " for p, q in rng.choice(letters, size=(6000, 2)))
+    (tmp_path / "copy.txt").write_text(text)
+    bound = conditional_entropy_given_previous(text)
+    best = 2 * math.log(8) / 5
+    assert bound - best > 0.6
+    status = arch1_hidden.main(["--data", str(tmp_path / "copy.txt"), "--out", str(tmp_path / "run"),
+                                "--batch-size", "16", "--num-nodes", "32", "--num-unrollings", "10",
+                                "--optimizer", "adam", "--learning-rate", "0.01", "--num-steps", "1500"])
+    assert status == 0
+    results = json.loads((tmp_path / "run" / "results.json").read_text())
+    valid_nats = results["valid_bpc"] * math.log(2)
+    assert valid_nats < bound - 0.4, (valid_nats, bound)
+    assert valid_nats > best - 0.05  # and no better than possible: the evaluation is honest
