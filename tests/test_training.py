@@ -1,11 +1,10 @@
 """The Session loop through the command line: outputs, checkpoints, resume, Ctrl-C, NaN, every option, errors."""
 import json
 import math
-import os
 import signal
 import subprocess
 import sys
-import time
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -133,3 +132,123 @@ def test_a_diverging_learning_rate_is_reported(corpus, tmp_path, capsys):
     err = capsys.readouterr().err
     assert "became nan at step" in err and "no checkpoint was saved yet" in err and err.count("\n") == 1
     assert not (out / "config.json").exists()
+
+
+def test_every_option_reaches_the_run(corpus, tmp_path, capsys):
+    out = tmp_path / "run"
+    options = {"--batch-size": 5, "--num-nodes": 6, "--num-unrollings": 7, "--activation": "tanh",
+               "--combine": "add", "--optimizer": "adam", "--learning-rate": 0.02, "--decay-steps": 5,
+               "--decay-rate": 0.5, "--clip-norm": 2.0, "--num-steps": 12, "--summary-frequency": 4,
+               "--eval-frequency": 3, "--valid-chars": 300, "--keep": 2, "--seed": 7}
+    argv = ["--data", corpus, "--out", out, "--no-staircase"] + [str(x) for kv in options.items() for x in kv]
+    assert run(argv) == 0
+    printed = capsys.readouterr().out
+    hp = json.loads((out / "config.json").read_text())["hparams"]
+    for flag, value in options.items():
+        assert hp[flag[2:].replace("-", "_")] == value, flag
+    assert hp["staircase"] is False
+    assert [line.split()[1] for line in printed.splitlines() if line.startswith("step ")] == ["4/12", "8/12", "12/12"]
+    assert "validation at step 3: " in printed and "(300 characters)" in printed  # --valid-chars
+    assert sorted(p.name for p in out.glob("model.ckpt-*.index")) == ["model.ckpt-12.index", "model.ckpt-9.index"]
+    # the rate that step 12 (global step 11 before it) used, continuous decay: 0.02 * 0.5 ** (11 / 5)
+    assert f"lr {0.02 * 0.5 ** (11 / 5):.3g} " in printed
+
+
+def test_the_same_seed_repeats_a_run_and_another_seed_does_not(corpus, tmp_path):
+    for name, seed in (("a", 3), ("b", 3), ("c", 4)):
+        assert run(["--data", corpus, "--out", tmp_path / name, *TINY, "--num-steps", 10, "--seed", seed]) == 0
+    a, b, c = (checkpoint_values(tmp_path / name) for name in "abc")
+    assert all(np.array_equal(a[k], b[k]) for k in a)
+    assert not np.array_equal(a["U"], c["U"])
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--num-nodes", "0"], "argument --num-nodes: 0 is out of range: it must be at least 1"),
+    (["--num-nodes", "abc"], "argument --num-nodes: 'abc' is not an integer"),
+    (["--batch-size", "2.5"], "argument --batch-size: '2.5' is not an integer"),
+    (["--learning-rate", "-1"], "argument --learning-rate: -1 is out of range"),
+    (["--learning-rate", "nan"], "argument --learning-rate: nan is out of range"),
+    (["--clip-norm", "0"], "argument --clip-norm: 0 is out of range"),
+    (["--decay-rate", "1.5"], "argument --decay-rate: 1.5 is out of range: it must be between"),
+    (["--activation", "sigmoid"], "argument --activation: invalid choice: 'sigmoid'"),
+    (["--combine", "max"], "argument --combine: invalid choice"),
+    (["--optimizer", "rmsprop"], "argument --optimizer: invalid choice"),
+    (["--seed", "-1"], "argument --seed: -1 is out of range: it must be at least 0"),
+    (["--num-units", "5"], "unrecognized arguments: --num-units 5"),
+])
+def test_bad_values_are_one_line_errors(argv, message, capsys):
+    with pytest.raises(SystemExit) as e:
+        arch1_hidden.main(argv)
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1 and err.startswith("arch1_hidden.py: error: ")
+
+
+def test_bad_data_and_folders_are_one_line_errors(corpus, tmp_path, capsys):
+    (tmp_path / "empty.txt").write_text("")
+    (tmp_path / "emptydir").mkdir()
+    cases = [
+        (["--data", tmp_path / "missing.txt"], "missing.txt: no such file"),
+        (["--data", tmp_path / "empty.txt"], "empty.txt is empty"),
+        (["--data", corpus, "--batch-size", 5000], "the train split has 14,793 characters, too few for "
+                                                   "batch_size 5000 x (num_unrollings 40 + 1)"),
+        (["--resume", "--out", tmp_path / "nowhere"], "nowhere: no such run folder"),
+        (["--resume", "--out", tmp_path / "emptydir"], "emptydir holds no config.json"),
+    ]
+    for argv, message in cases:
+        assert run(["--out", tmp_path / "out", *argv]) == 1
+        err = capsys.readouterr().err
+        assert message in err and err.count("\n") == 1 and err.startswith("arch1_hidden.py: error: "), err
+        assert not (tmp_path / "out" / "config.json").exists()
+
+
+def test_offline_download_is_a_one_line_error(tmp_path, capsys, monkeypatch):
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    monkeypatch.setattr(data, "TEXT8_URL", f"http://127.0.0.1:{port}/text8.zip")
+    monkeypatch.setattr(data, "DEFAULT_CACHE", tmp_path / "cache")
+    assert run(["--out", tmp_path / "out"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "could not connect" in err and "--data PATH" in err
+    assert str(tmp_path / "cache" / "text8.zip") in err
+    assert not (tmp_path / "cache" / "text8.zip").exists()
+
+
+def script(*argv):
+    """Runs a top-level script in a fresh Python, as a user would."""
+    return subprocess.run([sys.executable, "-u", *map(str, argv)], cwd=ROOT, capture_output=True, text=True,
+                          timeout=300)
+
+
+def test_a_user_mistake_prints_no_traceback(tmp_path):
+    done = script("arch1_hidden.py", "--data", tmp_path / "missing.txt", "--out", tmp_path / "out")
+    assert done.returncode == 1 and done.stdout == ""
+    assert done.stderr.count("\n") == 1 and "no such file" in done.stderr
+    done = script("arch1_hidden.py", "--clip-norm", "-2")
+    assert done.returncode == 2 and done.stderr.count("\n") == 1 and "--clip-norm" in done.stderr
+
+
+def test_ctrl_c_saves_a_checkpoint_that_resume_continues(corpus, tmp_path):
+    out = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, "-u", "arch1_hidden.py", "--data", str(corpus), "--out", str(out),
+                             *TINY, "--eval-frequency", "100000", "--num-steps", "10000000"],
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    watchdog = threading.Timer(120, proc.kill)  # never hang the suite if the line below does not come
+    watchdog.start()
+    for line in proc.stdout:  # wait until training is under way
+        if line.split()[:2] == ["step", "30/10,000,000"]:
+            break
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=120)
+    watchdog.cancel()
+    assert proc.returncode == 130, stderr
+    assert "Traceback" not in stderr
+    config = json.loads((out / "config.json").read_text())
+    step = config["step"]
+    assert step >= 30 and f"interrupted: saved step {step:,}" in stdout
+    assert int(checkpoint_values(out)["global_step"]) == step
+    assert not (out / "results.json").exists()
+    assert run(["--out", out, "--resume", "--num-steps", step + 10]) == 0
+    assert json.loads((out / "results.json").read_text())["steps"] == step + 10
