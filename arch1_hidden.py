@@ -33,6 +33,40 @@ HPARAMS = dict(
 # ---------------------------------------------------------------------------------------------
 # The graph.
 # ---------------------------------------------------------------------------------------------
+def recurrence(pre_activations, W, h, activation):
+    """h_t = act(pre_activations[t] + h_{t-1} W) for each step from h_0 = h: the part that runs through time.
+
+    Returns every h_t stacked [steps * batch, n]. Its gradient is backpropagation through time written out:
+    walking back, dL/dh_{t-1} = (dL/dh_t * act'(h_t)) W^T, the product that makes gradients vanish or
+    explode; dL/dW, summed over all steps, is one matmul after the loop. The same maths as TF's automatic
+    gradient (the tests check it against a numpy reference) in fewer, larger ops, which is faster.
+    """
+    act, act_grad = {"relu": (tf.nn.relu, lambda dh, h: tf.raw_ops.ReluGrad(gradients=dh, features=h)),
+                     "tanh": (tf.tanh, lambda dh, h: tf.raw_ops.TanhGrad(y=h, dy=dh))}[activation]
+    steps = len(pre_activations)
+
+    @tf.custom_gradient
+    def forward(W, h0, *pre):
+        hs, h = [], h0
+        for p in pre:
+            h = act(p + tf.matmul(h, W))
+            hs.append(h)
+
+        def backward(d_hs):
+            d_hs = tf.split(d_hs, steps)
+            d_pre, d_h = [None] * steps, None
+            for t in reversed(range(steps)):
+                d_h = d_hs[t] if d_h is None else d_hs[t] + d_h  # from the output, and from step t + 1
+                d_pre[t] = act_grad(d_h, hs[t])
+                d_h = tf.matmul(d_pre[t], W, transpose_b=True)  # dL/dh_{t-1}
+            d_W = tf.matmul(tf.concat([h0] + hs[:-1], axis=0), tf.concat(d_pre, axis=0), transpose_a=True)
+            return (d_W, d_h, *d_pre)
+
+        return tf.concat(hs, axis=0), backward
+
+    return forward(tf.convert_to_tensor(W), h, *pre_activations)
+
+
 def build_graph(hp):
     """The Arch 1 graph for hyperparameters hp: training, evaluation and sampling branches sharing weights."""
     graph = tf.Graph()
@@ -65,28 +99,28 @@ def build_graph(hp):
                 # h_t = act(concat([x_t U, h_{t-1} W]) + b) splits into two halves, with W = [W_a; W_r]:
                 #   a_t = act(x_t U + b_a)                        sees only the current character,
                 #   r_t = act(a_{t-1} W_a + r_{t-1} W_r + b_r)    sees only the past.
-                # So a_t, and a_{t-1} W_a, are computed for all steps at once; only r_t W_r is recurrent.
-                a = act(xU + b[:n])  # [steps * batch, n]
-                a_prev = tf.concat([h[:, :n], a[:-batch]], axis=0)  # a_{t-1}, the first from the state
-                aW = tf.split(tf.matmul(a_prev, W[:n]) + b[n:], steps)  # steps x [batch, n]
-                r, rs = h[:, n:], []
-                for t in range(steps):
-                    r = act(aW[t] + tf.matmul(r, W[n:]))
-                    rs.append(r)
-                hs = tf.concat([a, tf.concat(rs, axis=0)], axis=1)  # [steps * batch, 2n]
-                h = hs[-batch:]
-            else:
-                xU, hs = tf.split(xU, steps), []
-                for t in range(steps):
-                    h = act(combine(xU[t], tf.matmul(h, W)) + b)
+                # So a_t, and a_{t-1} W_a, are computed for all steps at once; only r_{t-1} W_r is recurrent.
+                W_a, W_r = tf.split(W, 2, axis=0)  # [n, n] each
+                b_a, b_r = tf.split(b, 2)
+                a_0, r_0 = tf.split(h, 2, axis=1)  # the state carried in
+                a = act(xU + b_a)  # a_t of every step [steps * batch, n]
+                a_before, a_last = tf.split(a, [(steps - 1) * batch, batch])
+                a_prev = tf.concat([a_0, a_before], axis=0)  # a_{t-1} of every step
+                r = recurrence(tf.split(tf.matmul(a_prev, W_a) + b_r, steps), W_r, r_0, hp["activation"])
+                hs = tf.concat([a, r], axis=1)  # h_t of every step [steps * batch, 2n]
+            elif hp["combine"] == "add":
+                hs = recurrence(tf.split(xU + b, steps), W, h, hp["activation"])  # act(x_t U + b + h_{t-1} W)
+            else:  # multiply: x_t U scales h_{t-1} W, so the loop is written out here and TF differentiates it
+                hs = []
+                for xU_t in tf.split(xU, steps):
+                    h = act(combine(xU_t, tf.matmul(h, W)) + b)
                     hs.append(h)
-                hs = tf.concat(hs, axis=0)  # [steps * batch, n]
+                hs = tf.concat(hs, axis=0)
             logits = tf.matmul(hs, V) + c  # one output projection for all steps
-            return logits, h
+            return logits, hs[-batch:]
 
         # Training: a list of placeholders, one per unrolling (+1: labels are the inputs shifted by one).
-        train_data = [tf.placeholder(tf.float32, [batch_size, alphabet_size], name=f"train_data_{i}")
-                      for i in range(num_unrollings + 1)]
+        train_data = training.unrolled_placeholders(num_unrollings, batch_size)
         inputs, labels = train_data[:-1], train_data[1:]
         # The hidden state is carried from one mega-batch to the next (truncated backprop through time).
         saved_h = tf.Variable(tf.zeros([batch_size, hidden_size]), trainable=False, name="saved_h")
@@ -100,8 +134,9 @@ def build_graph(hp):
         train_op, learning_rate, grad_norm = training.optimize(loss, hp)
 
         # Evaluation (many streams over held-out text) and sampling (batch 1) reuse unroll's weights.
-        return training.Model(graph, hp, train_data, loss, train_op, learning_rate, grad_norm, reset_state,
-                              unroll, state_size=hidden_size)
+        return training.Model(graph, hp, unroll, state_size=hidden_size, train_data=train_data, loss=loss,
+                              train_op=train_op, learning_rate=learning_rate, grad_norm=grad_norm,
+                              reset_state=reset_state)
 
 
 def main(argv=None):

@@ -30,9 +30,13 @@ class BatchGenerator:
 
     def next(self):
         """The next mega-batch: a list of num_unrollings + 1 arrays [batch_size, 27]."""
+        return list(self.next_array())
+
+    def next_array(self):
+        """The next mega-batch as one array [num_unrollings + 1, batch_size, 27] (next() lists its rows)."""
         positions = (self._offsets[:, None] + self._cursors[None, :]) % len(self._ids)  # [T+1, B]
         self._cursors = (self._cursors + self.num_unrollings) % len(self._ids)
-        return list(one_hot(self._ids[positions]))
+        return one_hot(self._ids[positions])
 
     __next__ = next
 

@@ -175,3 +175,13 @@ def test_recurrence_learns_what_the_previous_character_cannot_tell(tmp_path):
     valid_nats = results["valid_bpc"] * math.log(2)
     assert valid_nats < bound - 0.4, (valid_nats, bound)
     assert valid_nats > best - 0.05  # and no better than possible: the evaluation is honest
+
+
+def test_feeding_the_placeholder_list_equals_feeding_the_megabatch():
+    model = arch1_hidden.build_graph(hparams(arch1_hidden, **SMALL))
+    sess = session(model)
+    megabatch = one_hot_text(np.random.default_rng(6), 6, 3)
+    by_list = sess.run(model.loss, feed(model, megabatch))  # the post's way: one feed per placeholder
+    sess.run(model.reset_state)
+    whole = sess.run(model.loss, {model.megabatch: megabatch})  # the training loop's way
+    assert by_list == whole

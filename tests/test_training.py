@@ -107,14 +107,14 @@ def test_resume_refuses_changed_hyperparameters(corpus, tmp_path, capsys):
 def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(corpus, tmp_path, capsys, monkeypatch):
     from batches import BatchGenerator
     calls = {"n": 0}
-    real_next = BatchGenerator.next
+    real_next = BatchGenerator.next_array
 
     def next_with_nan_at_step_25(self):
         calls["n"] += 1
-        arrays = real_next(self)
-        return [a * np.nan for a in arrays] if calls["n"] == 25 else arrays
+        megabatch = real_next(self)
+        return megabatch * np.nan if calls["n"] == 25 else megabatch
 
-    monkeypatch.setattr(BatchGenerator, "next", next_with_nan_at_step_25)
+    monkeypatch.setattr(BatchGenerator, "next_array", next_with_nan_at_step_25)
     out = tmp_path / "run"
     assert run(["--data", corpus, "--out", out, *TINY, "--num-steps", 100]) == 1
     err = capsys.readouterr().err
