@@ -26,7 +26,7 @@ HPARAMS = dict(
     decay_rate=(0.75, "factor of the exponential learning-rate decay"),
     staircase=(True, "decay in steps (True) or continuously (False)"),
     clip_norm=(1.25, "gradients are rescaled so that their global norm is at most this"),
-    num_steps=(20_001, "training steps (the post ran 800,001: see README)"),
+    num_steps=(100_001, "training steps (the post ran 800,001: see README)"),
 )
 
 
@@ -77,7 +77,6 @@ def build_graph(hp):
         concat = hp["combine"] == "concat"
         hidden_size = 2 * n if concat else n  # width of h_t
         act = training.ACTIVATIONS[hp["activation"]]
-        combine = training.COMBINES[hp["combine"]]
 
         # Weights, named after the equations. Initialised N(0, 1/fan_in) (truncated): the original's
         # truncated_normal(shape, -0.1, 0.1) meant a range but drew from a normal of mean -0.1.
@@ -113,7 +112,7 @@ def build_graph(hp):
             else:  # multiply: x_t U scales h_{t-1} W, so the loop is written out here and TF differentiates it
                 hs = []
                 for xU_t in tf.split(xU, steps):
-                    h = act(combine(xU_t, tf.matmul(h, W)) + b)
+                    h = act(xU_t * tf.matmul(h, W) + b)
                     hs.append(h)
                 hs = tf.concat(hs, axis=0)
             logits = tf.matmul(hs, V) + c  # one output projection for all steps
@@ -134,7 +133,8 @@ def build_graph(hp):
         train_op, learning_rate, grad_norm = training.optimize(loss, hp)
 
         # Evaluation (many streams over held-out text) and sampling (batch 1) reuse unroll's weights.
-        return training.Model(graph, hp, unroll, state_size=hidden_size, train_data=train_data, loss=loss,
+        return training.Model(graph, hp, unroll, state_size=hidden_size, train_data=train_data, logits=logits,
+                              loss=loss,
                               train_op=train_op, learning_rate=learning_rate, grad_norm=grad_norm,
                               reset_state=reset_state)
 

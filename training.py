@@ -40,7 +40,7 @@ tf.logging.set_verbosity(tf.logging.ERROR)
 
 alphabet_size = data.alphabet_size
 ACTIVATIONS = {"relu": tf.nn.relu, "tanh": tf.tanh}
-COMBINES = {"concat": None, "add": tf.add, "multiply": tf.multiply}  # concat is written out in each cell
+COMBINES = {"concat": lambda xU, hW: tf.concat([xU, hW], axis=1), "add": tf.add, "multiply": tf.multiply}
 OPTIMIZERS = {"sgd": tf.train.GradientDescentOptimizer, "adadelta": tf.train.AdadeltaOptimizer,
               "adam": tf.train.AdamOptimizer}
 EVAL_STREAMS = 128  # parallel streams of the evaluation branch
@@ -92,12 +92,13 @@ class Model:
 
     unroll(inputs, state) -> (logits [steps * batch, 27], last state) is the architecture's cell run over
     a list of one-hot inputs; the two extra branches call it with their own batch sizes, sharing weights.
+    With teacher_forced_eval, unroll also takes targets=... (Arch 2) and evaluation can feed them.
     """
 
-    def __init__(self, graph, hp, unroll, state_size, train_data, loss, train_op, learning_rate, grad_norm,
-                 reset_state):
-        self.graph, self.hp, self.state_size = graph, hp, state_size
-        self.train_data, self.loss, self.train_op = train_data, loss, train_op
+    def __init__(self, graph, hp, unroll, state_size, train_data, logits, loss, train_op, learning_rate,
+                 grad_norm, reset_state, teacher_forced_eval=False):
+        self.graph, self.hp, self.unroll, self.state_size = graph, hp, unroll, state_size
+        self.train_data, self.logits, self.loss, self.train_op = train_data, logits, loss, train_op
         self.learning_rate, self.grad_norm, self.reset_state = learning_rate, grad_norm, reset_state
         with graph.as_default():
             self.global_step = tf.train.get_global_step()
@@ -109,11 +110,19 @@ class Model:
             self.eval_labels = tf.placeholder(tf.int32, [EVAL_UNROLLINGS, EVAL_STREAMS], name="eval_labels")
             self.eval_weights = tf.placeholder(tf.float32, [EVAL_UNROLLINGS, EVAL_STREAMS], name="eval_weights")
             self.eval_state = tf.placeholder(tf.float32, [EVAL_STREAMS, state_size], name="eval_state")
-            logits, self.eval_next_state = unroll(
-                tf.unstack(tf.one_hot(self.eval_inputs, alphabet_size), axis=0), self.eval_state)
-            nats = tf.nn.sparse_softmax_cross_entropy_with_logits(
-                labels=tf.reshape(self.eval_labels, [-1]), logits=logits)
-            self.eval_nats = tf.reduce_sum(nats * tf.reshape(self.eval_weights, [-1]))
+
+            def evaluation(**targets):
+                """(summed nats, next state) of one evaluation run."""
+                logits, next_state = unroll(
+                    tf.unstack(tf.one_hot(self.eval_inputs, alphabet_size), axis=0), self.eval_state, **targets)
+                nats = tf.nn.sparse_softmax_cross_entropy_with_logits(
+                    labels=tf.reshape(self.eval_labels, [-1]), logits=logits)
+                return tf.reduce_sum(nats * tf.reshape(self.eval_weights, [-1])), next_state
+
+            self.eval_fetches = {False: evaluation()}
+            if teacher_forced_eval:  # Arch 2 can also be evaluated feeding the true previous characters
+                self.eval_fetches[True] = evaluation(
+                    targets=tf.unstack(tf.one_hot(self.eval_labels, alphabet_size), axis=0))
 
             # Sampling: batch 1, one character per run, with its own saved state and reset op.
             self.sample_input = tf.placeholder(tf.float32, [1, alphabet_size], name="sample_input")
@@ -137,8 +146,10 @@ def session_config():
     return tf.ConfigProto(intra_op_parallelism_threads=1, inter_op_parallelism_threads=2)
 
 
-def evaluate(sess, model, ids):
+def evaluate(sess, model, ids, teacher_forced=False):
     """Mean cross-entropy in nats per character of the text ids, predicting each character from the ones before.
+
+    teacher_forced (Arch 2 only): feed back the true previous characters instead of the model's own outputs.
 
     The text is cut into up to EVAL_STREAMS contiguous streams of at least EVAL_MIN_SPAN characters, run side
     by side; each stream starts from the zero state, and the padding that fills the last run is masked out.
@@ -159,7 +170,7 @@ def evaluate(sess, model, ids):
         return padded.T  # [time, stream]
 
     inputs, labels, weights = streams(ids[:-1], np.int32), streams(ids[1:], np.int32), streams(1.0, np.float32)
-    run = sess.make_callable([model.eval_nats, model.eval_next_state],
+    run = sess.make_callable(model.eval_fetches[teacher_forced],
                              feed_list=[model.eval_inputs, model.eval_labels, model.eval_weights, model.eval_state])
     state = np.zeros([EVAL_STREAMS, model.state_size], np.float32)
     total = 0.0
@@ -499,6 +510,10 @@ def train(architecture, hparams, build_graph, argv, log=print):
         log(f"{name}: bpc {_bpc(nats):.4f}, perplexity {math.exp(nats):.3f} over {len(split_ids) - 1:,} "
             f"characters ({time.time() - t0:.1f} s)")
         scalars(step, **{f"final/{name}_bpc": _bpc(nats)})
+        if True in model.eval_fetches:
+            forced = _bpc(evaluate(sess, model, split_ids, teacher_forced=True))
+            results[f"{name}_bpc_teacher_forced"] = round(forced, 4)
+            log(f"{name}, feeding back the true previous characters instead: bpc {forced:.4f}")
     write_json(out / RESULTS, results)
     writer.close()
     sess.close()
