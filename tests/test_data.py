@@ -52,6 +52,12 @@ def test_sample_distribution_follows_the_distribution_and_the_generator():
     assert abs(counts[1] / 4000 - 0.75) < 0.03
 
 
+def test_sample_distribution_never_draws_an_impossible_id():
+    rng = np.random.default_rng(5)
+    p = np.array([0.0, 0.5, 0.0, 0.5, 0.0])
+    assert set(data.sample_distribution(p, rng) for _ in range(2000)) == {1, 3}
+
+
 def test_random_distribution_is_a_distribution():
     d = data.random_distribution(np.random.default_rng(1))
     assert d.shape == (1, 27) and np.all(d >= 0) and abs(d.sum() - 1) < 1e-12
