@@ -56,14 +56,13 @@ def build_parser():
 
 def clean_prime(prime, log):
     """The prime as alphabet text: cleaned with the text8 rules when needed (and said so); UserError if empty."""
-    if not data.is_clean(prime):
-        cleaned = data.clean_text(prime)
-        log(f"sample.py: --prime cleaned with the text8 rules to {cleaned!r}")
-        prime = cleaned
-    if prime and not prime.strip():
+    cleaned = data.clean_text(prime)
+    if prime and not cleaned.strip():
         raise training.UserError("--prime holds no letters after cleaning with the text8 rules; give some "
                                  "text, or leave --prime out")
-    return prime
+    if cleaned != prime:
+        log(f"sample.py: --prime cleaned with the text8 rules to {cleaned!r}")
+    return cleaned
 
 
 def main(argv=None):
@@ -78,9 +77,9 @@ def main(argv=None):
         return 1
     log(f"sample.py: {config['architecture']} at step {config['step']:,} from {args.checkpoint}")
     rng = np.random.default_rng(args.seed)
+    sampler = training.Sampler(sess, model)
     for _ in range(args.num_samples):
-        text = training.generate(sess, model, args.length, rng, prime=prime, temperature=args.temperature,
-                                 argmax=args.argmax)
+        text = sampler.generate(args.length, rng, prime=prime, temperature=args.temperature, argmax=args.argmax)
         print(prime + text)
     sess.close()
     return 0

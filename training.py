@@ -198,34 +198,41 @@ def evaluate(sess, model, ids, teacher_forced=False):
     return total / n
 
 
-def generate(sess, model, length, rng, prime="", temperature=1.0, argmax=False):
-    """length characters drawn from the model after feeding it prime (the prime is not part of the result).
+class Sampler:
+    """Generates text with a model's batch-1 sampling branch, one Session run per character."""
 
-    Without a prime the first character is drawn from a random distribution over the alphabet, as the post
-    does, and counts towards length.
-    """
-    run = make_step(sess, [model.sample_prediction, model.sample_logits], [model.sample_input, model.temperature])
-    temperature = np.float32(temperature)
+    def __init__(self, sess, model):
+        self._sess, self._reset = sess, model.reset_sample_state
+        self._run = make_step(sess, [model.sample_prediction, model.sample_logits],
+                              [model.sample_input, model.temperature])
 
-    def step(char_id):
-        return run(data.vec2mat(data.one_hot(char_id)), temperature)
+    def generate(self, length, rng, prime="", temperature=1.0, argmax=False):
+        """length characters drawn from the model after feeding it prime (the prime is not part of the result).
 
-    sess.run(model.reset_sample_state)
-    out = []
-    if prime:
-        for char in prime:
-            prediction, logits = step(data.char2id(char))
-    else:
-        first = data.sample_distribution(data.random_distribution(rng), rng)
-        out.append(first)
-        if length > 1:
-            prediction, logits = step(first)
-    while len(out) < length:
-        char_id = int(np.argmax(logits)) if argmax else data.sample_distribution(prediction, rng)
-        out.append(char_id)
-        if len(out) < length:
-            prediction, logits = step(char_id)
-    return data.ids_to_text(out)
+        Without a prime the first character is drawn from a random distribution over the alphabet, as the
+        post does, and counts towards length.
+        """
+        temperature = np.float32(temperature)
+
+        def step(char_id):  # feeds one character; returns the next one's distribution and logits
+            return self._run(data.vec2mat(data.one_hot(char_id)), temperature)
+
+        self._sess.run(self._reset)
+        out = []
+        if prime:
+            for char in prime:
+                prediction, logits = step(data.char2id(char))
+        else:
+            first = data.sample_distribution(data.random_distribution(rng), rng)
+            out.append(first)
+            if length > 1:
+                prediction, logits = step(first)
+        while len(out) < length:
+            char_id = int(np.argmax(logits)) if argmax else data.sample_distribution(prediction, rng)
+            out.append(char_id)
+            if len(out) < length:
+                prediction, logits = step(char_id)
+        return data.ids_to_text(out)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -463,6 +470,7 @@ def train(architecture, hparams, build_graph, argv, log=print):
         log(f"resumed {out} at step {config['step']:,}")
     writer = tf.summary.FileWriter(str(out), graph=model.graph if config["step"] == 0 else None)
     rng = np.random.default_rng(hp["seed"])
+    sampler = Sampler(sess, model)
     valid_slice = valid_ids[:hp["valid_chars"]]
 
     def scalars(step, **values):
@@ -529,7 +537,7 @@ def train(architecture, hparams, build_graph, argv, log=print):
                 bar.write(f"validation at step {step:,}: bpc {valid_bpc:.3f}, "
                           f"perplexity {2 ** valid_bpc:.2f} ({len(valid_slice):,} characters)")
                 for _ in range(3):
-                    bar.write("  sample: " + generate(sess, model, 80, rng))
+                    bar.write("  sample: " + sampler.generate(80, rng))
                 scalars(step, **{"valid/bpc": valid_bpc, "valid/perplexity": 2 ** valid_bpc})
                 checkpoint(step, valid_bpc)
                 period["time"] = time.time()
