@@ -361,8 +361,11 @@ def restore(sess, model, folder, config):
 ARCHITECTURES = ("arch1_hidden", "arch2_output")  # the scripts whose runs sample.py and gradients.py load
 
 
-def load_run(folder):
-    """(config, model, session) of the checkpoint a run folder's config.json names; UserError if unusable."""
+def load_run(folder, finalize=True, restore_weights=True):
+    """(config, model, session) of the checkpoint a run folder's config.json names; UserError if unusable.
+
+    finalize=False leaves the graph open for more ops; restore_weights=False initialises it afresh instead.
+    """
     import importlib
     config = read_config(folder)
     if config["architecture"] not in ARCHITECTURES:
@@ -374,9 +377,13 @@ def load_run(folder):
         raise UserError(f"{Path(folder) / CONFIG} lacks hyperparameters ({', '.join(sorted(missing)) or 'seed'}); "
                         f"the file is damaged")
     model = module.build_graph(config["hparams"])
-    model.graph.finalize()
+    if finalize:
+        model.graph.finalize()
     sess = tf.Session(graph=model.graph, config=session_config())
-    restore(sess, model, folder, config)
+    if restore_weights:
+        restore(sess, model, folder, config)
+    else:
+        sess.run(model.init)
     return config, model, sess
 
 
@@ -544,6 +551,8 @@ def train(architecture, hparams, build_graph, argv, log=print):
     bar.close()
     interrupted = stop.requested
     valid_bpc = None if interrupted else _bpc(evaluate(sess, model, valid_slice))
+    if valid_bpc is not None:
+        scalars(step, **{"valid/bpc": valid_bpc, "valid/perplexity": 2 ** valid_bpc})
     checkpoint(step, valid_bpc)
     writer.flush()
     if interrupted:
