@@ -21,7 +21,7 @@ ALPHABET = " " + string.ascii_lowercase
 alphabet_size = len(ALPHABET)  # 27
 
 _CHAR_TO_ID = {c: i for i, c in enumerate(ALPHABET)}
-_BYTE_TO_ID = np.full(256, -1, dtype=np.int16)  # ASCII byte -> id, -1 outside the alphabet
+_BYTE_TO_ID = np.full(256, 255, dtype=np.uint8)  # ASCII byte -> id, 255 outside the alphabet
 for _c, _i in _CHAR_TO_ID.items():
     _BYTE_TO_ID[ord(_c)] = _i
 
@@ -49,10 +49,10 @@ def text_to_ids(text):
     """uint8 array of ids of a string over the alphabet (vectorised); ValueError naming a stray character."""
     raw = np.frombuffer(text.encode("utf-8"), dtype=np.uint8)
     ids = _BYTE_TO_ID[raw]
-    if raw.size != len(text) or (ids < 0).any():
+    if raw.size != len(text) or (ids == 255).any():
         bad = next(c for c in text if c not in _CHAR_TO_ID)
         raise ValueError(f"character {bad!r} is not in the alphabet (' ' and 'a'..'z')")
-    return ids.astype(np.uint8)
+    return ids
 
 
 def ids_to_text(ids):

@@ -512,7 +512,10 @@ def train(architecture, hparams, build_graph, argv, log=print):
                 else "no checkpoint was saved yet")
         raise UserError(f"{what} at step {step:,}; {kept}. Try a smaller --learning-rate or --clip-norm")
 
-    period = {"loss": 0.0, "grad": 0.0, "grad_max": 0.0, "steps": 0, "time": time.time()}
+    def new_period():
+        return {"loss": 0.0, "grad": 0.0, "grad_max": 0.0, "steps": 0, "time": time.time(), "paused": 0.0}
+
+    period, speeds = new_period(), []  # speeds: chars/s of each report period, evaluation time excluded
     bar = tqdm(total=hp["num_steps"], initial=step, unit="step", disable=None, dynamic_ncols=True, leave=False)
     with _StopFlag() as stop:
         while step < hp["num_steps"] and not stop.requested:
@@ -527,7 +530,9 @@ def train(architecture, hparams, build_graph, argv, log=print):
             bar.update(1)
             if step % hp["summary_frequency"] == 0 or step == hp["num_steps"]:
                 k = period["steps"]
-                mean_loss, speed = period["loss"] / k, k * chars_per_step / (time.time() - period["time"])
+                mean_loss = period["loss"] / k
+                speed = k * chars_per_step / (time.time() - period["time"] - period["paused"])
+                speeds.append(speed)
                 bar.write(f"step {step:>{len(str(hp['num_steps']))},}/{hp['num_steps']:,}  "
                           f"loss {mean_loss:.3f}  ppl {math.exp(loss):6.2f}  bpc {_bpc(mean_loss):.3f}  "
                           f"lr {lr:.3g}  grad {period['grad'] / k:.3f} (max {period['grad_max']:.3f})  "
@@ -536,8 +541,9 @@ def train(architecture, hparams, build_graph, argv, log=print):
                                  "train/bpc": _bpc(mean_loss), "learning_rate": lr,
                                  "grad_norm/mean": period["grad"] / k, "grad_norm/max": period["grad_max"],
                                  "chars_per_second": speed})
-                period = {"loss": 0.0, "grad": 0.0, "grad_max": 0.0, "steps": 0, "time": time.time()}
+                period = new_period()
             if step % hp["eval_frequency"] == 0 and step < hp["num_steps"]:
+                paused = time.time()
                 valid_bpc = _bpc(evaluate(sess, model, valid_slice))
                 if not math.isfinite(valid_bpc):
                     diverged(f"the validation loss became {valid_bpc}")
@@ -547,7 +553,8 @@ def train(architecture, hparams, build_graph, argv, log=print):
                     bar.write("  sample: " + sampler.generate(80, rng))
                 scalars(step, **{"valid/bpc": valid_bpc, "valid/perplexity": 2 ** valid_bpc})
                 checkpoint(step, valid_bpc)
-                period["time"] = time.time()
+                period["paused"] += time.time() - paused
+    loop_seconds = time.time() - started
     bar.close()
     interrupted = stop.requested
     valid_bpc = None if interrupted else _bpc(evaluate(sess, model, valid_slice))
@@ -561,7 +568,10 @@ def train(architecture, hparams, build_graph, argv, log=print):
 
     log(f"trained {step - start_step:,} steps in {time.time() - started:,.0f} s; evaluating the full "
         f"validation and test splits")
-    results = {"steps": step, "train_seconds": round(train_seconds(), 1), "data": source}
+    results = {"steps": step, "train_seconds": round(train_seconds(), 1), "data": source,
+               "loop_seconds": round(loop_seconds, 3), "loop_steps": step - start_step,
+               # the first report period includes TF's warm-up: leave it out when there are others
+               "chars_per_second": round(float(np.median(speeds[1:] or speeds or [0.0])))}
     for name, split_ids in (("valid", valid_ids), ("test", test_ids)):
         t0 = time.time()
         nats = evaluate(sess, model, split_ids)

@@ -1,0 +1,168 @@
+"""Throughput of the project's own training loop, evaluation and sampling, in characters per second.
+
+    python bench.py [--json PATH] [--memory] [--quick]
+
+Training is measured through training.train() itself (batches, feeding, reporting, periodic validation
+and checkpoints included) on a synthetic corpus: the median chars/s of its report periods after the first.
+The loop's overhead compares that run's wall time with the bare Session.run steps of the same graph.
+"""
+import argparse
+import contextlib
+import io
+import json
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+import arch1_hidden
+import arch2_output
+import batches
+import data
+import training
+
+ROOT = Path(__file__).resolve().parent
+WORDS = ("the of and to in a is that for it as was with be by on not he this are or his from at which but an "
+         "they one two three have had were their first also new time after its who zero five some more").split()
+
+# (name, script, options): the configurations the README's Performance table reports
+CONFIGS = [
+    ("arch1 default (32x40, 100 nodes, concat relu, adadelta)", arch1_hidden, []),
+    ("arch1 add tanh sgd, 64x10, 64 nodes", arch1_hidden, ["--combine", "add", "--activation", "tanh",
+                                                          "--optimizer", "sgd", "--batch-size", "64",
+                                                          "--num-unrollings", "10", "--num-nodes", "64"]),
+    ("arch1 add tanh sgd, 64x10, 256 nodes", arch1_hidden, ["--combine", "add", "--activation", "tanh",
+                                                           "--optimizer", "sgd", "--batch-size", "64",
+                                                           "--num-unrollings", "10", "--num-nodes", "256"]),
+    ("arch1 add tanh sgd, 64x10, 1024 nodes", arch1_hidden, ["--combine", "add", "--activation", "tanh",
+                                                            "--optimizer", "sgd", "--batch-size", "64",
+                                                            "--num-unrollings", "10", "--num-nodes", "1024"]),
+    ("arch2 default (64x20, 50 nodes, concat tanh, sgd)", arch2_output, []),
+]
+
+
+def synthetic_text(chars, seed=0):
+    """About chars characters of random common words, text8 style."""
+    rng = np.random.default_rng(seed)
+    words = rng.choice(WORDS, size=chars // 4 + 10)
+    return (" " + " ".join(words))[:chars]
+
+
+def seconds_per_step(module, argv, steps):
+    """Median seconds of a bare Session.run training step of a configuration, on pre-made mega-batches."""
+    hp = {k: v for k, (v, _) in {**module.HPARAMS, **training.LOOP_OPTIONS}.items()}
+    parsed = vars(training.build_parser(module.ARCHITECTURE, module.HPARAMS).parse_args(argv))
+    hp.update({k: v for k, v in parsed.items() if k in hp})
+    model = module.build_graph(hp)
+    sess = training.tf.Session(graph=model.graph, config=training.session_config())
+    sess.run(model.init)
+    ids = np.random.default_rng(0).integers(0, 27, size=200_000).astype(np.uint8)
+    gen = batches.BatchGenerator(ids, hp["batch_size"], hp["num_unrollings"])
+    megabatches = [gen.next_array() for _ in range(20)]
+    step = training.make_step(sess, [model.train_op, model.loss], [model.megabatch])
+    for m in megabatches:
+        step(m)
+    times = []
+    for _ in range(5):
+        t0 = time.perf_counter()
+        for i in range(steps):
+            step(megabatches[i % 20])
+        times.append((time.perf_counter() - t0) / steps)
+    sess.close()
+    return float(np.median(times)), hp["batch_size"] * hp["num_unrollings"]
+
+
+def bench_training(corpus, out, module, argv, steps, period):
+    """chars/s of the real loop, and its overhead over the bare step."""
+    args = ["--data", str(corpus), "--out", str(out), "--num-steps", str(steps), "--summary-frequency",
+            str(period), "--eval-frequency", str(steps // 2), *argv]
+    with contextlib.redirect_stdout(io.StringIO()):
+        results = training.train(module.ARCHITECTURE, module.HPARAMS, module.build_graph, args, log=lambda s: None)
+    bare, chars_per_step = seconds_per_step(module, argv, period)
+    loop = results["loop_seconds"] / results["loop_steps"]
+    return {"chars_per_second": results["chars_per_second"], "bare_step_chars_per_second": chars_per_step / bare,
+            "loop_overhead": 1 - bare / loop}
+
+
+def bench_eval_and_sampling(split_chars, sample_chars):
+    """(eval chars/s over split_chars held-out characters, sampling chars/s) at Arch 1's default config."""
+    hp = {k: v for k, (v, _) in {**arch1_hidden.HPARAMS, **training.LOOP_OPTIONS}.items()}
+    model = arch1_hidden.build_graph(hp)
+    sess = training.tf.Session(graph=model.graph, config=training.session_config())
+    sess.run(model.init)
+    ids = data.text_to_ids(synthetic_text(split_chars, seed=1))
+    training.evaluate(sess, model, ids[:300_000])  # warm-up
+    t0 = time.perf_counter()
+    training.evaluate(sess, model, ids)
+    eval_seconds = time.perf_counter() - t0
+    sampler = training.Sampler(sess, model)
+    rng = np.random.default_rng(0)
+    sampler.generate(200, rng)
+    times = []
+    for _ in range(3):
+        t0 = time.perf_counter()
+        sampler.generate(sample_chars, rng)
+        times.append(time.perf_counter() - t0)
+    sess.close()
+    return split_chars / eval_seconds, eval_seconds, sample_chars / float(np.median(times))
+
+
+def bench_memory(tmp, chars):
+    """Peak resident memory (MB) of a default Arch 1 run of 300 steps on a synthetic corpus of chars characters."""
+    corpus = Path(tmp) / "big.txt"
+    with open(corpus, "w") as f:
+        for i in range(0, chars, 10_000_000):
+            f.write(synthetic_text(min(10_000_000, chars - i), seed=i))
+    done = subprocess.run([sys.executable, str(ROOT / "arch1_hidden.py"), "--data", str(corpus), "--out",
+                           str(Path(tmp) / "mem"), "--num-steps", "300", "--eval-frequency", "1000000"],
+                          capture_output=True, text=True)
+    if done.returncode:
+        raise RuntimeError(done.stderr)
+    return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024  # Linux reports KB
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="bench.py", description=__doc__.split("\n")[0])
+    parser.add_argument("--json", metavar="PATH", help="also write the figures as JSON")
+    parser.add_argument("--memory", action="store_true",
+                        help="also measure peak memory of a default run on a 100M-character corpus (~2 min)")
+    parser.add_argument("--quick", action="store_true", help="tiny sizes, to check that the script runs")
+    args = parser.parse_args(argv)
+    steps, period, split_chars, sample_chars = (40, 10, 20_000, 200) if args.quick else (3000, 500, 5_000_000, 5000)
+    configs = CONFIGS[:1] + CONFIGS[-1:] if args.quick else CONFIGS
+    figures = {"date": time.strftime("%Y-%m-%d"), "machine": f"{platform.machine()}, {platform.processor() or '?'}"
+               f", {__import__('os').cpu_count()} cores", "training": {}}
+    print(f"{'configuration':58} {'loop chars/s':>13} {'bare step':>11} {'overhead':>9}")
+    with tempfile.TemporaryDirectory() as tmp:
+        corpus = Path(tmp) / "corpus.txt"
+        corpus.write_text(synthetic_text(2_000_000))
+        for i, (name, module, options) in enumerate(configs):
+            big = "1024" in name
+            result = bench_training(corpus, Path(tmp) / f"run{i}", module, options,
+                                    steps // 5 if big else steps, period // 5 if big else period)
+            figures["training"][name] = result
+            print(f"{name:58} {result['chars_per_second']:>13,.0f} {result['bare_step_chars_per_second']:>11,.0f} "
+                  f"{result['loop_overhead']:>9.1%}")
+        eval_speed, eval_seconds, sample_speed = bench_eval_and_sampling(split_chars, sample_chars)
+        figures.update(eval_chars_per_second=eval_speed, eval_seconds=eval_seconds, eval_chars=split_chars,
+                       sampling_chars_per_second=sample_speed)
+        print(f"evaluation (arch1 default): {eval_speed:,.0f} chars/s, {split_chars:,} characters in "
+              f"{eval_seconds:.1f} s")
+        print(f"sampling (arch1 default, batch 1): {sample_speed:,.0f} chars/s")
+        if args.memory:
+            chars = 1_000_000 if args.quick else 100_000_000
+            figures["peak_memory_mb"] = bench_memory(tmp, chars)
+            figures["memory_corpus_chars"] = chars
+            print(f"peak memory of a default run on {chars:,} characters: {figures['peak_memory_mb']:,.0f} MB")
+    if args.json:
+        Path(args.json).write_text(json.dumps(figures, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
