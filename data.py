@@ -286,7 +286,21 @@ def split(ids):
     return ids[:train_end], ids[train_end:train_end + held_out], ids[train_end + held_out:]
 
 
-if __name__ == "__main__":  # python data.py [PATH]: load a corpus and report its size and split
+def entropies(ids):
+    """(unigram, bigram) entropies in bits per character of a text, from its own counts: H(x_t) and
+    H(x_t | x_{t-1}), the best a model that sees no context, or only the previous character, can do on it."""
+    ids = np.asarray(ids, dtype=np.int64)
+    unigram = np.bincount(ids, minlength=alphabet_size) / len(ids)
+    pairs = np.bincount(ids[:-1] * alphabet_size + ids[1:], minlength=alphabet_size ** 2)
+    pairs = pairs.reshape(alphabet_size, alphabet_size) / (len(ids) - 1)
+    previous = pairs.sum(axis=1, keepdims=True)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        h1 = -np.sum(np.where(unigram > 0, unigram * np.log2(unigram), 0.0))
+        h2 = -np.sum(np.where(pairs > 0, pairs * np.log2(pairs / previous), 0.0))
+    return float(h1) + 0.0, max(float(h2), 0.0)  # no "-0.000" from rounding
+
+
+if __name__ == "__main__":  # python data.py [PATH]: load a corpus and report its size, split and entropies
     try:
         corpus, src = load_corpus(sys.argv[1] if len(sys.argv) > 1 else None)
     except DataError as err:
@@ -294,3 +308,6 @@ if __name__ == "__main__":  # python data.py [PATH]: load a corpus and report it
     parts = split(corpus)
     print(f"{src}: {len(corpus):,} characters; train {len(parts[0]):,}, valid {len(parts[1]):,}, "
           f"test {len(parts[2]):,}")
+    for name, part in zip(("train", "valid", "test"), parts):
+        h1, h2 = entropies(part)
+        print(f"{name}: unigram entropy {h1:.3f} bits/char, bigram (given the previous character) {h2:.3f}")

@@ -156,3 +156,27 @@ def test_split_of_text8_size_is_the_standard_one():
     assert (n - 2 * held, held) == (90_000_000, 5_000_000)
     train, valid, test = data.split(np.broadcast_to(np.uint8(0), (n,)))
     assert (len(train), len(valid), len(test)) == (90_000_000, 5_000_000, 5_000_000)
+
+
+def test_entropies_of_hand_worked_texts():
+    # "abab...": two letters equally often, each always followed by the other.
+    h1, h2 = data.entropies(data.text_to_ids("ab" * 500))
+    assert h1 == pytest.approx(1.0) and h2 == pytest.approx(0.0)
+    # "aab" repeated: H(x) = H(1/3, 2/3); after a: a or b equally often (1 bit), after b: always a (0 bits).
+    h1, h2 = data.entropies(data.text_to_ids("aab" * 1000))
+    assert h1 == pytest.approx(-(1 / 3) * np.log2(1 / 3) - (2 / 3) * np.log2(2 / 3), abs=1e-3)
+    assert h2 == pytest.approx(2 / 3, abs=1e-3)
+
+
+def test_data_script_reports_sizes_and_entropies(tmp_path):
+    import subprocess
+    import sys
+    (tmp_path / "t.txt").write_text("ab" * 500)
+    done = subprocess.run([sys.executable, "data.py", str(tmp_path / "t.txt")], capture_output=True, text=True,
+                          cwd=str(__import__("pathlib").Path(data.__file__).parent))
+    assert done.returncode == 0
+    assert "1,000 characters; train 900, valid 50, test 50" in done.stdout
+    assert "valid: unigram entropy 1.000 bits/char, bigram (given the previous character) 0.000" in done.stdout
+    done = subprocess.run([sys.executable, "data.py", str(tmp_path / "missing")], capture_output=True, text=True,
+                          cwd=str(__import__("pathlib").Path(data.__file__).parent))
+    assert done.returncode == 1 and done.stderr.count("\n") == 1 and "no such file" in done.stderr
