@@ -297,7 +297,7 @@ def entropies(ids):
     with np.errstate(divide="ignore", invalid="ignore"):
         h1 = -np.sum(np.where(unigram > 0, unigram * np.log2(unigram), 0.0))
         h2 = -np.sum(np.where(pairs > 0, pairs * np.log2(pairs / previous), 0.0))
-    return float(h1) + 0.0, max(float(h2), 0.0)  # no "-0.000" from rounding
+    return float(h1) + 0.0, max(0.0, float(h2))  # never "-0.000"
 
 
 if __name__ == "__main__":  # python data.py [PATH]: load a corpus and report its size, split and entropies
