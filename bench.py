@@ -42,6 +42,10 @@ CONFIGS = [
     ("arch1 add tanh sgd, 64x10, 1024 nodes", arch1_hidden, ["--combine", "add", "--activation", "tanh",
                                                             "--optimizer", "sgd", "--batch-size", "64",
                                                             "--num-unrollings", "10", "--num-nodes", "1024"]),
+    ("arch1 add tanh sgd, 64x10, 1024 nodes, --xla", arch1_hidden, ["--combine", "add", "--activation", "tanh",
+                                                                   "--optimizer", "sgd", "--batch-size", "64",
+                                                                   "--num-unrollings", "10", "--num-nodes",
+                                                                   "1024", "--xla"]),
     ("arch2 default (64x20, 50 nodes, concat tanh, sgd)", arch2_output, []),
 ]
 
@@ -59,7 +63,7 @@ def seconds_per_step(module, argv, steps):
     parsed = vars(training.build_parser(module.ARCHITECTURE, module.HPARAMS).parse_args(argv))
     hp.update({k: v for k, v in parsed.items() if k in hp})
     model = module.build_graph(hp)
-    sess = training.tf.Session(graph=model.graph, config=training.session_config())
+    sess = training.tf.Session(graph=model.graph, config=training.session_config(hp))
     sess.run(model.init)
     ids = np.random.default_rng(0).integers(0, 27, size=200_000).astype(np.uint8)
     gen = batches.BatchGenerator(ids, hp["batch_size"], hp["num_unrollings"])
@@ -93,7 +97,7 @@ def bench_eval_and_sampling(split_chars, sample_chars):
     """(eval chars/s over split_chars held-out characters, sampling chars/s) at Arch 1's default config."""
     hp = {k: v for k, (v, _) in {**arch1_hidden.HPARAMS, **training.LOOP_OPTIONS}.items()}
     model = arch1_hidden.build_graph(hp)
-    sess = training.tf.Session(graph=model.graph, config=training.session_config())
+    sess = training.tf.Session(graph=model.graph, config=training.session_config(hp))
     sess.run(model.init)
     ids = data.text_to_ids(synthetic_text(split_chars, seed=1))
     training.evaluate(sess, model, ids[:300_000])  # warm-up
