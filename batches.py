@@ -1,7 +1,7 @@
 """The post's "Batches" section: batch_size cursors walk through the text and yield mega-batches."""
 import numpy as np
 
-from data import DataError, one_hot
+from data import DataError, alphabet_size
 
 
 class BatchGenerator:
@@ -22,6 +22,9 @@ class BatchGenerator:
                 f"the {name} split has {len(ids):,} characters, too few for batch_size {batch_size} x "
                 f"(num_unrollings {num_unrollings} + 1) = {needed:,}; use a longer text or smaller sizes")
         self._ids = np.asarray(ids)
+        if self._ids.size and (self._ids.min() < 0 or self._ids.max() >= alphabet_size):
+            raise ValueError(f"ids must lie in 0..{alphabet_size - 1}")
+        self._one_hot = np.eye(alphabet_size, dtype=np.float32)  # row i is the one-hot vector of id i
         self.batch_size = batch_size
         self.num_unrollings = num_unrollings
         segment = len(ids) // batch_size
@@ -36,7 +39,7 @@ class BatchGenerator:
         """The next mega-batch as one array [num_unrollings + 1, batch_size, 27] (next() lists its rows)."""
         positions = (self._offsets[:, None] + self._cursors[None, :]) % len(self._ids)  # [T+1, B]
         self._cursors = (self._cursors + self.num_unrollings) % len(self._ids)
-        return one_hot(self._ids[positions])
+        return self._one_hot[self._ids[positions]]  # data.one_hot without its checks: ids were checked once
 
     __next__ = next
 

@@ -4,12 +4,15 @@
 
 Training is measured through training.train() itself (batches, feeding, reporting, periodic validation
 and checkpoints included) on a synthetic corpus: the median chars/s of its report periods after the first.
-The loop's overhead compares that run's wall time with the bare Session.run steps of the same graph.
+The loop's overhead compares the bare Session.run step of the same graph with the loop's steady-state step
+plus its periodic validation (with samples and checkpoint), measured once and spread over the default
+10,000 steps between validations. Each configuration runs in its own process.
 """
 import argparse
 import contextlib
 import io
 import json
+import os
 import platform
 import resource
 import subprocess
@@ -82,15 +85,20 @@ def seconds_per_step(module, argv, steps):
 
 
 def bench_training(corpus, out, module, argv, steps, period):
-    """chars/s of the real loop, and its overhead over the bare step."""
+    """chars/s of the real loop, of the bare step, and the loop's overhead over the bare step."""
     args = ["--data", str(corpus), "--out", str(out), "--num-steps", str(steps), "--summary-frequency",
             str(period), "--eval-frequency", str(steps // 2), *argv]
     with contextlib.redirect_stdout(io.StringIO()):
         results = training.train(module.ARCHITECTURE, module.HPARAMS, module.build_graph, args, log=lambda s: None)
     bare, chars_per_step = seconds_per_step(module, argv, period)
-    loop = results["loop_seconds"] / results["loop_steps"]
+    # Steady state: the report periods after the first (which holds TF's warm-up), without validation time.
+    # The run validated once, halfway; the default schedule validates every eval_frequency steps, so the
+    # measured cost of that validation (with its samples and checkpoint) is spread over that many steps.
+    loop_step = chars_per_step / results["chars_per_second"]
+    validation_per_step = results["loop_eval_seconds"] / training.LOOP_OPTIONS["eval_frequency"][0]
     return {"chars_per_second": results["chars_per_second"], "bare_step_chars_per_second": chars_per_step / bare,
-            "loop_overhead": 1 - bare / loop}
+            "loop_overhead": 1 - bare / (loop_step + validation_per_step),
+            "validation_seconds": results["loop_eval_seconds"]}
 
 
 def bench_eval_and_sampling(split_chars, sample_chars):
@@ -130,39 +138,62 @@ def bench_memory(tmp, chars):
     return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024  # Linux reports KB
 
 
+def one(which, quick):
+    """The figures of one configuration (an index into CONFIGS) or of "eval", measured in this process."""
+    steps, period, split_chars, sample_chars = (40, 10, 20_000, 200) if quick else (3000, 500, 5_000_000, 5000)
+    if which == "eval":
+        eval_speed, eval_seconds, sample_speed = bench_eval_and_sampling(split_chars, sample_chars)
+        return {"eval_chars_per_second": eval_speed, "eval_seconds": eval_seconds, "eval_chars": split_chars,
+                "sampling_chars_per_second": sample_speed}
+    name, module, options = CONFIGS[int(which)]
+    if "1024" in name:
+        steps, period = steps // 5, period // 5
+    with tempfile.TemporaryDirectory() as tmp:
+        corpus = Path(tmp) / "corpus.txt"
+        corpus.write_text(synthetic_text(2_000_000))
+        return bench_training(corpus, Path(tmp) / "run", module, options, steps, period)
+
+
+def in_subprocess(which, quick):
+    """one(which) in a fresh Python: TF fixes its thread pools at a process's first Session, and settings
+    depend on the configuration (wider models use two threads per op), so each gets its own process."""
+    done = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--one", str(which)]
+                          + (["--quick"] if quick else []), capture_output=True, text=True)
+    if done.returncode:
+        raise RuntimeError(f"bench.py --one {which} failed:\n{done.stderr}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="bench.py", description=__doc__.split("\n")[0])
     parser.add_argument("--json", metavar="PATH", help="also write the figures as JSON")
     parser.add_argument("--memory", action="store_true",
                         help="also measure peak memory of a default run on a 100M-character corpus (~2 min)")
     parser.add_argument("--quick", action="store_true", help="tiny sizes, to check that the script runs")
+    parser.add_argument("--one", metavar="WHICH", help=argparse.SUPPRESS)  # internal: one measurement, as JSON
     args = parser.parse_args(argv)
-    steps, period, split_chars, sample_chars = (40, 10, 20_000, 200) if args.quick else (3000, 500, 5_000_000, 5000)
-    configs = CONFIGS[:1] + CONFIGS[-1:] if args.quick else CONFIGS
-    figures = {"date": time.strftime("%Y-%m-%d"), "machine": f"{platform.machine()}, {platform.processor() or '?'}"
-               f", {__import__('os').cpu_count()} cores", "training": {}}
+    if args.one is not None:
+        print(json.dumps(one(args.one, args.quick)))
+        return 0
+    indexes = [0, len(CONFIGS) - 1] if args.quick else range(len(CONFIGS))
+    figures = {"date": time.strftime("%Y-%m-%d"), "machine": f"{platform.machine()}, {os.cpu_count()} cores",
+               "training": {}}
     print(f"{'configuration':58} {'loop chars/s':>13} {'bare step':>11} {'overhead':>9}")
-    with tempfile.TemporaryDirectory() as tmp:
-        corpus = Path(tmp) / "corpus.txt"
-        corpus.write_text(synthetic_text(2_000_000))
-        for i, (name, module, options) in enumerate(configs):
-            big = "1024" in name
-            result = bench_training(corpus, Path(tmp) / f"run{i}", module, options,
-                                    steps // 5 if big else steps, period // 5 if big else period)
-            figures["training"][name] = result
-            print(f"{name:58} {result['chars_per_second']:>13,.0f} {result['bare_step_chars_per_second']:>11,.0f} "
-                  f"{result['loop_overhead']:>9.1%}")
-        eval_speed, eval_seconds, sample_speed = bench_eval_and_sampling(split_chars, sample_chars)
-        figures.update(eval_chars_per_second=eval_speed, eval_seconds=eval_seconds, eval_chars=split_chars,
-                       sampling_chars_per_second=sample_speed)
-        print(f"evaluation (arch1 default): {eval_speed:,.0f} chars/s, {split_chars:,} characters in "
-              f"{eval_seconds:.1f} s")
-        print(f"sampling (arch1 default, batch 1): {sample_speed:,.0f} chars/s")
-        if args.memory:
-            chars = 1_000_000 if args.quick else 100_000_000
+    for i in indexes:
+        name = CONFIGS[i][0]
+        result = figures["training"][name] = in_subprocess(i, args.quick)
+        print(f"{name:58} {result['chars_per_second']:>13,.0f} {result['bare_step_chars_per_second']:>11,.0f} "
+              f"{result['loop_overhead']:>9.1%}", flush=True)
+    figures.update(in_subprocess("eval", args.quick))
+    print(f"evaluation (arch1 default): {figures['eval_chars_per_second']:,.0f} chars/s, "
+          f"{figures['eval_chars']:,} characters in {figures['eval_seconds']:.1f} s")
+    print(f"sampling (arch1 default, batch 1): {figures['sampling_chars_per_second']:,.0f} chars/s")
+    if args.memory:
+        chars = 1_000_000 if args.quick else 100_000_000
+        with tempfile.TemporaryDirectory() as tmp:
             figures["peak_memory_mb"] = bench_memory(tmp, chars)
-            figures["memory_corpus_chars"] = chars
-            print(f"peak memory of a default run on {chars:,} characters: {figures['peak_memory_mb']:,.0f} MB")
+        figures["memory_corpus_chars"] = chars
+        print(f"peak memory of a default run on {chars:,} characters: {figures['peak_memory_mb']:,.0f} MB")
     if args.json:
         Path(args.json).write_text(json.dumps(figures, indent=2) + "\n")
     return 0

@@ -530,6 +530,7 @@ def train(architecture, hparams, build_graph, argv, log=print):
         return {"loss": 0.0, "grad": 0.0, "grad_max": 0.0, "steps": 0, "time": time.time(), "paused": 0.0}
 
     period, speeds = new_period(), []  # speeds: chars/s of each report period, evaluation time excluded
+    eval_seconds = 0.0  # spent in the loop's periodic validations, samples and checkpoints
     bar = tqdm(total=hp["num_steps"], initial=step, unit="step", disable=None, dynamic_ncols=True, leave=False)
     with _StopFlag() as stop:
         while step < hp["num_steps"] and not stop.requested:
@@ -568,6 +569,7 @@ def train(architecture, hparams, build_graph, argv, log=print):
                 scalars(step, **{"valid/bpc": valid_bpc, "valid/perplexity": 2 ** valid_bpc})
                 checkpoint(step, valid_bpc)
                 period["paused"] += time.time() - paused
+                eval_seconds += time.time() - paused
     loop_seconds = time.time() - started
     bar.close()
     interrupted = stop.requested
@@ -584,6 +586,7 @@ def train(architecture, hparams, build_graph, argv, log=print):
         f"validation and test splits")
     results = {"steps": step, "train_seconds": round(train_seconds(), 1), "data": source,
                "loop_seconds": round(loop_seconds, 3), "loop_steps": step - start_step,
+               "loop_eval_seconds": round(eval_seconds, 3),
                # the first report period includes TF's warm-up: leave it out when there are others
                "chars_per_second": round(float(np.median(speeds[1:] or speeds or [0.0])))}
     for name, split_ids in (("valid", valid_ids), ("test", test_ids)):
