@@ -21,8 +21,8 @@ class BatchGenerator:
             raise DataError(
                 f"the {name} split has {len(ids):,} characters, too few for batch_size {batch_size} x "
                 f"(num_unrollings {num_unrollings} + 1) = {needed:,}; use a longer text or smaller sizes")
-        self._ids = np.asarray(ids)
-        if self._ids.size and (self._ids.min() < 0 or self._ids.max() >= alphabet_size):
+        self._ids = np.asarray(ids, dtype=np.uint8)
+        if self._ids.size and self._ids.max() >= alphabet_size:
             raise ValueError(f"ids must lie in 0..{alphabet_size - 1}")
         self._one_hot = np.eye(alphabet_size, dtype=np.float32)  # row i is the one-hot vector of id i
         self.batch_size = batch_size
@@ -33,13 +33,17 @@ class BatchGenerator:
 
     def next(self):
         """The next mega-batch: a list of num_unrollings + 1 arrays [batch_size, 27]."""
-        return list(self.next_array())
+        return list(self._one_hot[self.next_ids()])
 
-    def next_array(self):
-        """The next mega-batch as one array [num_unrollings + 1, batch_size, 27] (next() lists its rows)."""
+    def next_ids(self):
+        """The next mega-batch as ids, [num_unrollings + 1, batch_size] uint8: what next() one-hot encodes.
+
+        The training loop feeds these and the graph one-hot encodes them (tf.one_hot): the same arrays,
+        without shipping 27 floats per character into every Session.run.
+        """
         positions = (self._offsets[:, None] + self._cursors[None, :]) % len(self._ids)  # [T+1, B]
         self._cursors = (self._cursors + self.num_unrollings) % len(self._ids)
-        return self._one_hot[self._ids[positions]]  # data.one_hot without its checks: ids were checked once
+        return self._ids[positions]
 
     __next__ = next
 

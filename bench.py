@@ -70,8 +70,9 @@ def seconds_per_step(module, argv, steps):
     sess.run(model.init)
     ids = np.random.default_rng(0).integers(0, 27, size=200_000).astype(np.uint8)
     gen = batches.BatchGenerator(ids, hp["batch_size"], hp["num_unrollings"])
-    megabatches = [gen.next_array() for _ in range(20)]
-    step = training.make_step(sess, [model.train_op, model.loss], [model.megabatch])
+    megabatches = [gen.next_ids() for _ in range(20)]
+    step = training.make_step(sess, [model.train_op, model.loss, model.learning_rate, model.grad_norm],
+                              [model.megabatch_ids])  # what the loop fetches
     for m in megabatches:
         step(m)
     times = []

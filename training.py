@@ -67,13 +67,15 @@ def weight(shape, name):
 def unrolled_placeholders(num_unrollings, batch_size):
     """The post's list of placeholders, one one-hot [batch_size, 27] batch per unrolling (+1 for the labels).
 
-    Each defaults to its row of one "megabatch" placeholder [num_unrollings + 1, batch_size, 27]: feeding the
-    list one by one, as the post does, works; the training loop feeds the mega-batch whole instead, because
-    every fed tensor costs Session.run ~19 us (41 feeds: ~0.8 ms a step).
+    Each defaults to its row of the one-hot encoded "megabatch_ids" placeholder [num_unrollings + 1,
+    batch_size] of character ids. Feeding the list one by one, as the post does, works; the training loop
+    feeds the ids of the whole mega-batch instead, because every fed tensor costs Session.run ~19 us
+    (41 feeds: ~0.8 ms a step) and 27 floats a character cost more to ship than one byte.
     """
-    megabatch = tf.placeholder(tf.float32, [num_unrollings + 1, batch_size, alphabet_size], name="megabatch")
+    megabatch_ids = tf.placeholder(tf.uint8, [num_unrollings + 1, batch_size], name="megabatch_ids")
+    one_hot = tf.one_hot(megabatch_ids, alphabet_size)  # [num_unrollings + 1, batch_size, 27]
     return [tf.placeholder_with_default(row, [batch_size, alphabet_size], name=f"train_data_{i}")
-            for i, row in enumerate(tf.unstack(megabatch))]
+            for i, row in enumerate(tf.unstack(one_hot))]
 
 
 def optimize(loss, hp):
@@ -106,7 +108,7 @@ class Model:
         self.learning_rate, self.grad_norm, self.reset_state = learning_rate, grad_norm, reset_state
         with graph.as_default():
             self.global_step = tf.train.get_global_step()
-            self.megabatch = graph.get_tensor_by_name("megabatch:0")  # made by unrolled_placeholders()
+            self.megabatch_ids = graph.get_tensor_by_name("megabatch_ids:0")  # made by unrolled_placeholders()
 
             # Evaluation: EVAL_STREAMS streams of held-out text, EVAL_UNROLLINGS steps per run, ids
             # one-hot encoded in the graph; the state goes in and out through the feed, weights mask padding.
@@ -510,7 +512,8 @@ def train(architecture, hparams, build_graph, argv, log=print):
             save_checkpoint(sess, model, out / "best", config)
             prune_checkpoints(out / "best", 1)
 
-    step_fn = make_step(sess, [model.train_op, model.loss, model.learning_rate, model.grad_norm], [model.megabatch])
+    step_fn = make_step(sess, [model.train_op, model.loss, model.learning_rate, model.grad_norm],
+                        [model.megabatch_ids])
     chars_per_step = hp["batch_size"] * hp["num_unrollings"]
     step = int(sess.run(model.global_step))
     start_step, started = step, time.time()
@@ -534,7 +537,7 @@ def train(architecture, hparams, build_graph, argv, log=print):
     bar = tqdm(total=hp["num_steps"], initial=step, unit="step", disable=None, dynamic_ncols=True, leave=False)
     with _StopFlag() as stop:
         while step < hp["num_steps"] and not stop.requested:
-            loss, lr, grad_norm = map(float, step_fn(batches.next_array()))
+            loss, lr, grad_norm = map(float, step_fn(batches.next_ids()))
             step += 1
             if not math.isfinite(loss):
                 diverged(f"the loss became {loss}")

@@ -89,13 +89,13 @@ def test_training_feeds_inputs_and_labels_that_differ_and_advance(tmp_path, monk
     # mega-batch is the next one: labels are the inputs shifted by one, and step k+1 continues step k.
     from batches import BatchGenerator
     fed = []
-    real_next = BatchGenerator.next_array
+    real_next = BatchGenerator.next_ids
 
     def recording_next(self):
         fed.append(real_next(self))
         return fed[-1]
 
-    monkeypatch.setattr(BatchGenerator, "next_array", recording_next)
+    monkeypatch.setattr(BatchGenerator, "next_ids", recording_next)
     corpus = write_corpus(tmp_path / "words.txt")
     assert arch2_output.main(["--data", str(corpus), "--out", str(tmp_path / "run"), *TINY,
                               "--num-steps", "5"]) == 0

@@ -105,16 +105,22 @@ def test_resume_refuses_changed_hyperparameters(corpus, tmp_path, capsys):
 
 
 def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(corpus, tmp_path, capsys, monkeypatch):
-    from batches import BatchGenerator
-    calls = {"n": 0}
-    real_next = BatchGenerator.next_array
+    # A loss that turns NaN at step 25, as a diverging run's would: the training step's fetches are wrapped.
+    real_make_step = training.make_step
 
-    def next_with_nan_at_step_25(self):
-        calls["n"] += 1
-        megabatch = real_next(self)
-        return megabatch * np.nan if calls["n"] == 25 else megabatch
+    def make_step_with_nan_at_25(sess, fetches, feeds):
+        run = real_make_step(sess, fetches, feeds)
+        if feeds[0].name != "megabatch_ids:0":  # not the training step
+            return run
+        calls = {"n": 0}
 
-    monkeypatch.setattr(BatchGenerator, "next_array", next_with_nan_at_step_25)
+        def step(*args):
+            calls["n"] += 1
+            values = run(*args)
+            return [np.float32("nan"), *values[1:]] if calls["n"] == 25 else values
+        return step
+
+    monkeypatch.setattr(training, "make_step", make_step_with_nan_at_25)
     out = tmp_path / "run"
     assert run(["--data", corpus, "--out", out, *TINY, "--num-steps", 100]) == 1
     err = capsys.readouterr().err
