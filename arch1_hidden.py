@@ -134,8 +134,7 @@ def build_graph(hp):
 
         # Evaluation (many streams over held-out text) and sampling (batch 1) reuse unroll's weights.
         return training.Model(graph, hp, unroll, state_size=hidden_size, train_data=train_data, logits=logits,
-                              loss=loss,
-                              train_op=train_op, learning_rate=learning_rate, grad_norm=grad_norm,
+                              loss=loss, train_op=train_op, learning_rate=learning_rate, grad_norm=grad_norm,
                               reset_state=reset_state)
 
 

@@ -95,8 +95,7 @@ def build_graph(hp):
 
         # Evaluation and sampling feed the model's own outputs back, as the post prescribes for test time.
         return training.Model(graph, hp, unroll, state_size=alphabet_size, train_data=train_data, logits=logits,
-                              loss=loss,
-                              train_op=train_op, learning_rate=learning_rate, grad_norm=grad_norm,
+                              loss=loss, train_op=train_op, learning_rate=learning_rate, grad_norm=grad_norm,
                               reset_state=reset_state, teacher_forced_eval=True)
 
 
