@@ -98,11 +98,11 @@ def plot(path, curves, title):
 
 
 def main(argv=None):
-    parser = training._Parser(prog="gradients.py", description=__doc__.split("\n")[0])
+    parser = training.OneLineParser(prog="gradients.py", description=__doc__.split("\n")[0])
     parser.add_argument("runs", nargs="+", metavar="RUN", help="run folders (as written by the training scripts)")
     parser.add_argument("--init", action="store_true",
                         help="measure freshly initialised models with each run's hyperparameters and seed")
-    parser.add_argument("--horizon", type=training._checked(int, 1, 1000), metavar="K",
+    parser.add_argument("--horizon", type=training.checked_number(int, low=1, high=1000), metavar="K",
                         help="largest k measured (default: each run's num_unrollings)")
     parser.add_argument("--data", metavar="PATH", help="measure on this text's validation split instead of "
                         "the run's own data")

@@ -33,7 +33,7 @@ def read_scalars(folder):
 
 
 def main(argv=None):
-    parser = training._Parser(prog="plot.py", description=__doc__.split("\n")[0])
+    parser = training.OneLineParser(prog="plot.py", description=__doc__.split("\n")[0])
     parser.add_argument("runs", nargs="+", metavar="RUN", help="run folders")
     parser.add_argument("--out", metavar="PNG", help="output file (default: RUN/curves.png for one run, "
                         "curves.png here for several)")

@@ -2,7 +2,6 @@
 
 The run folder's config.json names the architecture, its hyperparameters and the checkpoint to load.
 """
-import argparse
 import sys
 
 import numpy as np
@@ -11,43 +10,23 @@ import data
 import training
 
 
-def positive_float(text):
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"{text} must be a number above 0")
-    return value
-
-
-def count(text):
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{text} is negative")
-    return value
-
-
 def build_parser():
-    parser = training._Parser(
+    parser = training.OneLineParser(
         prog="sample.py", description="Generate text from a checkpoint of arch1_hidden.py or arch2_output.py.")
     parser.add_argument("--checkpoint", metavar="DIR", default="checkpoints/arch1",
                         help="run folder; its config.json names the latest checkpoint, which is used "
                              "(DIR/best holds the best by validation) (default checkpoints/arch1)")
-    parser.add_argument("--length", type=count, default=500, metavar="N",
+    parser.add_argument("--length", type=training.checked_number(int, low=0), default=500, metavar="N",
                         help="characters to generate after the prime (default 500)")
     parser.add_argument("--prime", default="", metavar="TEXT",
                         help="text run through the model first to set its state; it is printed before the "
                              "generated text, cleaned with the text8 rules (default: none, the first "
                              "character is drawn from a random distribution, as in the post)")
-    parser.add_argument("--temperature", type=positive_float, default=1.0, metavar="T",
+    parser.add_argument("--temperature", type=training.checked_number(float, above=0), default=1.0, metavar="T",
                         help="divides the logits: below 1 is more conservative, above 1 more random (default 1)")
-    parser.add_argument("--seed", type=count, default=None, metavar="N",
+    parser.add_argument("--seed", type=training.checked_number(int, low=0), default=None, metavar="N",
                         help="random seed; the same seed gives the same text (default: a fresh one each run)")
-    parser.add_argument("--num-samples", type=count, default=1, metavar="K",
+    parser.add_argument("--num-samples", type=training.checked_number(int, low=0), default=1, metavar="K",
                         help="independent samples, one per line (default 1)")
     parser.add_argument("--argmax", action="store_true",
                         help="always take the most likely character (greedy decoding) instead of sampling")

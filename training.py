@@ -262,16 +262,19 @@ LOOP_OPTIONS = dict(  # options of the run rather than the model; none of them c
 )
 
 
-def _checked(kind, low, high=None):
-    """An argparse type: kind (int or float) within [low, high]."""
+def checked_number(kind, low=None, high=None, above=None):
+    """An argparse type: kind (int or float), at least low, at most high, and greater than above."""
     def convert(text):
         try:
             value = kind(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"{text!r} is not {'an integer' if kind is int else 'a number'}")
-        if not math.isfinite(value) or value < low or (high is not None and value > high):
-            bound = f"at least {low}" if high is None else f"between {low} and {high}"
-            raise argparse.ArgumentTypeError(f"{text} is out of range: it must be {bound}")
+        if (not math.isfinite(value) or (low is not None and value < low) or (high is not None and value > high)
+                or (above is not None and value <= above)):
+            bounds = [f"above {above}" if above is not None else None, f"at least {low}" if low is not None else None,
+                      f"at most {high}" if high is not None else None]
+            raise argparse.ArgumentTypeError(f"{text} is out of range: it must be "
+                                             f"{' and '.join(b for b in bounds if b)}")
         return value
     return convert
 
@@ -279,15 +282,15 @@ def _checked(kind, low, high=None):
 def _value_type(name, default):
     """How a hyperparameter's value is checked on the command line."""
     if name == "decay_rate":
-        return _checked(float, 1e-9, 1.0)
+        return checked_number(float, above=0, high=1)
     if name == "seed":
-        return _checked(int, 0)
+        return checked_number(int, low=0)
     if isinstance(default, int):
-        return _checked(int, 1)
-    return _checked(float, 1e-12)
+        return checked_number(int, low=1)
+    return checked_number(float, above=0)
 
 
-class _Parser(argparse.ArgumentParser):
+class OneLineParser(argparse.ArgumentParser):
     def error(self, message):
         """One line, no usage dump: what is wrong, and where to look."""
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
@@ -295,7 +298,7 @@ class _Parser(argparse.ArgumentParser):
 
 def build_parser(architecture, hparams):
     """The command line of an architecture's script; values not given stay absent (SUPPRESS)."""
-    parser = _Parser(prog=f"{architecture}.py", argument_default=argparse.SUPPRESS,
+    parser = OneLineParser(prog=f"{architecture}.py", argument_default=argparse.SUPPRESS,
                      description=f"Train {architecture} on text8 (or --data PATH).")
     parser.add_argument("--data", metavar="PATH", help="train on this text file or text8 zip instead of "
                         "downloading text8 into data/")

@@ -134,10 +134,11 @@ def test_errors_are_one_line(run_dir, tmp_path, capsys):
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["--temperature", "0"], "argument --temperature: 0 must be a number above 0"),
-    (["--temperature", "-1"], "argument --temperature: -1 must be a number above 0"),
-    (["--length", "-5"], "argument --length: -5 is negative"),
-    (["--num-samples", "-1"], "argument --num-samples: -1 is negative"),
+    (["--temperature", "0"], "argument --temperature: 0 is out of range: it must be above 0"),
+    (["--temperature", "-1"], "argument --temperature: -1 is out of range: it must be above 0"),
+    (["--temperature", "inf"], "argument --temperature: inf is out of range"),
+    (["--length", "-5"], "argument --length: -5 is out of range: it must be at least 0"),
+    (["--num-samples", "-1"], "argument --num-samples: -1 is out of range: it must be at least 0"),
     (["--seed", "x"], "argument --seed: 'x' is not an integer"),
 ])
 def test_bad_values_are_one_line(argv, message, capsys):
