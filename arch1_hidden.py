@@ -41,8 +41,9 @@ def recurrence(pre_activations, W, h, activation):
     explode; dL/dW, summed over all steps, is one matmul after the loop. The same maths as TF's automatic
     gradient (the tests check it against a numpy reference) in fewer, larger ops, which is faster.
     """
-    act, act_grad = {"relu": (tf.nn.relu, lambda dh, h: tf.raw_ops.ReluGrad(gradients=dh, features=h)),
-                     "tanh": (tf.tanh, lambda dh, h: tf.raw_ops.TanhGrad(y=h, dy=dh))}[activation]
+    act = training.ACTIVATIONS[activation]
+    act_grad = {"relu": lambda dh, h: tf.raw_ops.ReluGrad(gradients=dh, features=h),  # dh * act'(h), one op
+                "tanh": lambda dh, h: tf.raw_ops.TanhGrad(y=h, dy=dh)}[activation]
     steps = len(pre_activations)
 
     @tf.custom_gradient

@@ -180,3 +180,13 @@ def test_data_script_reports_sizes_and_entropies(tmp_path):
     done = subprocess.run([sys.executable, "data.py", str(tmp_path / "missing")], capture_output=True, text=True,
                           cwd=str(__import__("pathlib").Path(data.__file__).parent))
     assert done.returncode == 1 and done.stderr.count("\n") == 1 and "no such file" in done.stderr
+
+
+def test_a_zip_claiming_to_be_text8_is_checked(tmp_path):
+    # A text8 member of exactly text8's size must have text8's SHA-1 (a damaged download would not).
+    z = tmp_path / "text8.zip"
+    with zipfile.ZipFile(z, "w", compression=zipfile.ZIP_DEFLATED) as f:
+        f.writestr("text8", b" a" * (data.TEXT8_SIZE // 2))
+    with pytest.raises(data.DataError, match="SHA-1 .* expected " + data.TEXT8_SHA1) as e:
+        data.load_text(z)
+    assert "download it again" in str(e.value) and "\n" not in str(e.value)
