@@ -454,6 +454,8 @@ def _configure(architecture, hparams, argv):
             raise UserError(f"--resume continues {out} on its own data ({config['data']}); drop --data")
         data_path = None if config["data"] == "text8" else config["data"]
     else:
+        if out.exists() and not out.is_dir():
+            raise UserError(f"--out {out} is a file, not a folder; pass another --out")
         if (out / CONFIG).exists():
             raise UserError(f"{out} already holds a run; pass --resume to continue it, "
                             f"or --out DIR for a new one")
@@ -620,6 +622,9 @@ def main(architecture, hparams, build_graph, argv=None):
         train(architecture, hparams, build_graph, argv)
     except (UserError, data.DataError) as e:
         print(f"{architecture}.py: error: {e}", file=sys.stderr)
+        return 1
+    except OSError as e:  # e.g. --out names a file, or a folder that cannot be written
+        print(f"{architecture}.py: error: {e.filename}: {e.strerror}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130

@@ -208,9 +208,10 @@ def test_bad_data_and_folders_are_one_line_errors(corpus, tmp_path, capsys):
                                                    "batch_size 5000 x (num_unrollings 40 + 1)"),
         (["--resume", "--out", tmp_path / "nowhere"], "nowhere: no such run folder"),
         (["--resume", "--out", tmp_path / "emptydir"], "emptydir holds no config.json"),
+        (["--data", corpus, "--out", tmp_path / "empty.txt"], "empty.txt is a file, not a folder"),
     ]
     for argv, message in cases:
-        assert run(["--out", tmp_path / "out", *argv]) == 1
+        assert run(["--out", tmp_path / "out", *argv]) == 1  # a later --out wins
         err = capsys.readouterr().err
         assert message in err and err.count("\n") == 1 and err.startswith("arch1_hidden.py: error: "), err
         assert not (tmp_path / "out" / "config.json").exists()
