@@ -235,7 +235,7 @@ class Sampler:
         if prime:
             for char in prime:
                 prediction, logits = step(data.char2id(char))
-        else:
+        elif length:
             first = data.sample_distribution(data.random_distribution(rng), rng)
             out.append(first)
             if length > 1:

@@ -42,6 +42,10 @@ def test_every_option(run_dir, capsys):
     assert argmax[0] == argmax[1] and len(argmax[0]) == 34  # greedy decoding is deterministic
     plain, _ = samples(capsys, "--checkpoint", run_dir, "--length", 40, "--seed", 1)
     assert len(plain) == 1 and len(plain[0]) == 40 and set(plain[0]) <= ALPHABET  # no prime: 40 characters
+    empty, _ = samples(capsys, "--checkpoint", run_dir, "--length", 0, "--num-samples", 2, "--prime", "a b")
+    assert empty == ["a b", "a b"]  # the prime alone
+    nothing, _ = samples(capsys, "--checkpoint", run_dir, "--length", 0, "--seed", 1)
+    assert nothing == [""]
 
 
 def test_default_checkpoint_is_checkpoints_arch1(run_dir, capsys, monkeypatch, tmp_path):
