@@ -38,8 +38,8 @@ def recurrence(pre_activations, W, h, activation):
 
     Returns every h_t stacked [steps * batch, n]. Its gradient is backpropagation through time written out:
     walking back, dL/dh_{t-1} = (dL/dh_t * act'(h_t)) W^T, the product that makes gradients vanish or
-    explode; dL/dW, summed over all steps, is one matmul after the loop. The same maths as TF's automatic
-    gradient (the tests check it against a numpy reference) in fewer, larger ops, which is faster.
+    explode. The same maths as TF's automatic gradient (the tests check it against a numpy reference) in
+    fewer ops: three a step on the critical path instead of five or six, which is faster.
     """
     act = training.ACTIVATIONS[activation]
     act_grad = {"relu": lambda dh, h: tf.raw_ops.ReluGrad(gradients=dh, features=h),  # dh * act'(h), one op
@@ -60,7 +60,9 @@ def recurrence(pre_activations, W, h, activation):
                 d_h = d_hs[t] if d_h is None else d_hs[t] + d_h  # from the output, and from step t + 1
                 d_pre[t] = act_grad(d_h, hs[t])
                 d_h = tf.matmul(d_pre[t], W, transpose_b=True)  # dL/dh_{t-1}
-            d_W = tf.matmul(tf.concat([h0] + hs[:-1], axis=0), tf.concat(d_pre, axis=0), transpose_a=True)
+            # dL/dW = sum_t h_{t-1}^T dL/dpre_t: each term can start as soon as the walk back has passed step
+            # t, so they run on TF's second thread while the walk goes on (one matmul after the loop was slower).
+            d_W = tf.add_n([tf.matmul(h_prev, d, transpose_a=True) for h_prev, d in zip([h0] + hs[:-1], d_pre)])
             return (d_W, d_h, *d_pre)
 
         return tf.concat(hs, axis=0), backward
