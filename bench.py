@@ -60,8 +60,9 @@ def synthetic_text(chars, seed=0):
     return (" " + " ".join(words))[:chars]
 
 
-def seconds_per_step(module, argv, steps):
-    """Median seconds of a bare Session.run training step of a configuration, on pre-made mega-batches."""
+def bare_step(module, argv):
+    """(time_steps(n) -> seconds per step, chars per step): the bare Session.run training step of a
+    configuration, fetching what the loop fetches, on pre-made mega-batches."""
     hp = {k: v for k, (v, _) in {**module.HPARAMS, **training.LOOP_OPTIONS}.items()}
     parsed = vars(training.build_parser(module.ARCHITECTURE, module.HPARAMS).parse_args(argv))
     hp.update({k: v for k, v in parsed.items() if k in hp})
@@ -72,26 +73,30 @@ def seconds_per_step(module, argv, steps):
     gen = batches.BatchGenerator(ids, hp["batch_size"], hp["num_unrollings"])
     megabatches = [gen.next_ids() for _ in range(20)]
     step = training.make_step(sess, [model.train_op, model.loss, model.learning_rate, model.grad_norm],
-                              [model.megabatch_ids])  # what the loop fetches
+                              [model.megabatch_ids])
     for m in megabatches:
         step(m)
-    times = []
-    for _ in range(5):
+
+    def time_steps(n):
         t0 = time.perf_counter()
-        for i in range(steps):
+        for i in range(n):
             step(megabatches[i % 20])
-        times.append((time.perf_counter() - t0) / steps)
-    sess.close()
-    return float(np.median(times)), hp["batch_size"] * hp["num_unrollings"]
+        return (time.perf_counter() - t0) / n
+
+    return time_steps, hp["batch_size"] * hp["num_unrollings"]
 
 
 def bench_training(corpus, out, module, argv, steps, period):
     """chars/s of the real loop, of the bare step, and the loop's overhead over the bare step."""
     args = ["--data", str(corpus), "--out", str(out), "--num-steps", str(steps), "--summary-frequency",
             str(period), "--eval-frequency", str(steps // 2), *argv]
+    # This machine's speed drifts over minutes, so the bare step is timed just before and just after the
+    # loop's run and the median of both sides is used.
+    time_steps, chars_per_step = bare_step(module, argv)
+    before = [time_steps(period) for _ in range(3)]
     with contextlib.redirect_stdout(io.StringIO()):
         results = training.train(module.ARCHITECTURE, module.HPARAMS, module.build_graph, args, log=lambda s: None)
-    bare, chars_per_step = seconds_per_step(module, argv, period)
+    bare = float(np.median(before + [time_steps(period) for _ in range(3)]))
     # Steady state: the report periods after the first (which holds TF's warm-up), without validation time.
     # The run validated once, halfway; the default schedule validates every eval_frequency steps, so the
     # measured cost of that validation (with its samples and checkpoint) is spread over that many steps.
