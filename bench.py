@@ -63,7 +63,7 @@ def synthetic_text(chars, seed=0):
 def bare_step(module, argv):
     """(time_steps(n) -> seconds per step, chars per step): the bare Session.run training step of a
     configuration, fetching what the loop fetches, on pre-made mega-batches."""
-    hp = {k: v for k, (v, _) in {**module.HPARAMS, **training.LOOP_OPTIONS}.items()}
+    hp = training.defaults(module.HPARAMS)
     parsed = vars(training.build_parser(module.ARCHITECTURE, module.HPARAMS).parse_args(argv))
     hp.update({k: v for k, v in parsed.items() if k in hp})
     model = module.build_graph(hp)
@@ -109,7 +109,7 @@ def bench_training(corpus, out, module, argv, steps, period):
 
 def bench_eval_and_sampling(split_chars, sample_chars):
     """(eval chars/s over split_chars held-out characters, sampling chars/s) at Arch 1's default config."""
-    hp = {k: v for k, (v, _) in {**arch1_hidden.HPARAMS, **training.LOOP_OPTIONS}.items()}
+    hp = training.defaults(arch1_hidden.HPARAMS)
     model = arch1_hidden.build_graph(hp)
     sess = training.tf.Session(graph=model.graph, config=training.session_config(hp))
     sess.run(model.init)

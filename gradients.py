@@ -56,9 +56,8 @@ def text_streams(ids, length, streams=STREAMS, seed=0):
 
 def measure(folder, horizon=None, init=False, data_path=None, log=print):
     """(label, [horizon] mean norms) of one run folder: its checkpoint, or a fresh model with --init."""
-    config = training.read_config(folder)
+    config, model, sess = training.load_run(folder, finalize=False, restore_weights=not init)
     horizon = horizon or config["hparams"]["num_unrollings"]
-    _, model, sess = training.load_run(folder, finalize=False, restore_weights=not init)
     probe = add_measurement(model, horizon, WARMUP)
     source = data_path if data_path is not None else (None if config["data"] == "text8" else config["data"])
     corpus, _ = data.load_corpus(source, log=log)

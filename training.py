@@ -432,6 +432,11 @@ class _StopFlag:
         signal.signal(signal.SIGINT, self._previous)
 
 
+def defaults(hparams):
+    """The default settings of a run: an architecture's hyperparameters and the loop's options."""
+    return {name: default for name, (default, _) in {**hparams, **LOOP_OPTIONS}.items()}
+
+
 def _configure(architecture, hparams, argv):
     """(hp, options, config or None): the run's settings from the command line and, with --resume, its folder."""
     args = vars(build_parser(architecture, hparams).parse_args(argv))
@@ -460,8 +465,7 @@ def _configure(architecture, hparams, argv):
             raise UserError(f"{out} already holds a run; pass --resume to continue it, "
                             f"or --out DIR for a new one")
         config = None
-        hp = {k: default for k, (default, _) in {**hparams, **LOOP_OPTIONS}.items()}
-        hp.update(given)
+        hp = {**defaults(hparams), **given}
     return hp, {"out": out, "data": data_path}, config
 
 

@@ -7,7 +7,7 @@ from training import tf
 
 def hparams(module, **overrides):
     """A module's default hyperparameters (and loop options) with overrides."""
-    hp = {k: v for k, (v, _) in {**module.HPARAMS, **training.LOOP_OPTIONS}.items()}
+    hp = training.defaults(module.HPARAMS)
     unknown = set(overrides) - set(hp)
     assert not unknown, unknown
     hp.update(overrides)
