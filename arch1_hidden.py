@@ -96,21 +96,26 @@ def build_graph(hp):
             """
             steps, batch = len(inputs), inputs[0].shape[0]
             x = tf.concat(inputs, axis=0)  # [steps * batch, 27]
-            xU = tf.matmul(x, U)  # x_t U for every step in one matmul: it does not depend on the past
             if concat:
-                # h_t = act(concat([x_t U, h_{t-1} W]) + b) splits into two halves, with W = [W_a; W_r]:
+                # h_t = act(concat([x_t U, h_{t-1} W]) + b) splits into two halves; with W = [W_a; W_r],
+                # b = [b_a; b_r] and V = [V_a; V_r]:
                 #   a_t = act(x_t U + b_a)                        sees only the current character,
-                #   r_t = act(a_{t-1} W_a + r_{t-1} W_r + b_r)    sees only the past.
-                # So a_t, and a_{t-1} W_a, are computed for all steps at once; only r_{t-1} W_r is recurrent.
+                #   r_t = act(a_{t-1} W_a + r_{t-1} W_r + b_r)    sees only the past,
+                #   logits_t = a_t V_a + r_t V_r + c.
+                # x_t is one-hot, so a_t is the row of A = act(U + b_a) for the current character: a_t = x_t A,
+                # a_t W_a = x_t (A W_a), a_t V_a = x_t (A V_a). Those [27, n] tables are made once per run;
+                # only r_{t-1} W_r remains recurrent, the rest is one matmul for all steps.
                 W_a, W_r = tf.split(W, 2, axis=0)  # [n, n] each
                 b_a, b_r = tf.split(b, 2)
-                a_0, r_0 = tf.split(h, 2, axis=1)  # the state carried in
-                a = act(xU + b_a)  # a_t of every step [steps * batch, n]
-                a_before, a_last = tf.split(a, [(steps - 1) * batch, batch])
-                a_prev = tf.concat([a_0, a_before], axis=0)  # a_{t-1} of every step
-                r = recurrence(tf.split(tf.matmul(a_prev, W_a) + b_r, steps), W_r, r_0, hp["activation"])
-                hs = tf.concat([a, r], axis=1)  # h_t of every step [steps * batch, 2n]
-            elif hp["combine"] == "add":
+                V_a, V_r = tf.split(V, 2, axis=0)  # [n, 27] each
+                a_0, r_0 = tf.split(h, 2, axis=1)  # the state carried in (a_0 W_a is the first a_{t-1} W_a)
+                A = act(U + b_a)  # [27, n]: a_t for each character
+                a_prev_W = tf.concat([tf.matmul(a_0, W_a), tf.matmul(x[:-batch], tf.matmul(A, W_a))], axis=0)
+                r = recurrence(tf.split(a_prev_W + b_r, steps), W_r, r_0, hp["activation"])
+                logits = tf.matmul(x, tf.matmul(A, V_a)) + tf.matmul(r, V_r) + c
+                return logits, tf.concat([tf.matmul(inputs[-1], A), r[-batch:]], axis=1)
+            xU = tf.matmul(x, U)  # x_t U for every step in one matmul: it does not depend on the past
+            if hp["combine"] == "add":
                 hs = recurrence(tf.split(xU + b, steps), W, h, hp["activation"])  # act(x_t U + b + h_{t-1} W)
             else:  # multiply: x_t U scales h_{t-1} W, so the loop is written out here and TF differentiates it
                 hs = []
