@@ -34,40 +34,58 @@ HPARAMS = dict(
 # The graph.
 # ---------------------------------------------------------------------------------------------
 def recurrence(pre_activations, W, h, activation):
-    """h_t = act(pre_activations[t] + h_{t-1} W) for each step from h_0 = h: the part that runs through time.
+    """h_t = act(p_t + h_{t-1} W) for each step from h_0 = h: the part that runs through time.
 
-    Returns every h_t stacked [steps * batch, n]. Its gradient is backpropagation through time written out:
-    walking back, dL/dh_{t-1} = (dL/dh_t * act'(h_t)) W^T, the product that makes gradients vanish or
-    explode. The same maths as TF's automatic gradient (the tests check it against a numpy reference) in
-    fewer ops: three a step on the critical path instead of five or six, which is faster.
+    pre_activations holds every step's p_t stacked in time order [steps * batch, n]; so does the result,
+    every h_t. The rows of a batch are independent text streams, so the
+    two halves of the batch run as two independent chains, one per core (TF runs two ops at a time).
+    The gradient is backpropagation through time written out: walking back,
+    dL/dh_{t-1} = (dL/dh_t * act'(h_t)) W^T, the product that makes gradients vanish or explode. The same
+    maths as TF's automatic gradient (the tests check it against a numpy reference) in fewer ops: three a
+    step on the critical path instead of five or six, and dL/dW as one matmul per chain.
     """
     act = training.ACTIVATIONS[activation]
     act_grad = {"relu": lambda dh, h: tf.raw_ops.ReluGrad(gradients=dh, features=h),  # dh * act'(h), one op
                 "tanh": lambda dh, h: tf.raw_ops.TanhGrad(y=h, dy=dh)}[activation]
-    steps = len(pre_activations)
+    steps = pre_activations.shape[0] // h.shape[0]
+    chains = training.PARALLEL_OPS if h.shape[0] % training.PARALLEL_OPS == 0 else 1
+
+    def by_chain(stacked):
+        """[steps * batch, n] -> [chain][step] blocks of [batch / chains, n]."""
+        blocks = [tf.split(step, chains) for step in tf.split(stacked, steps)]
+        return [[blocks[t][k] for t in range(steps)] for k in range(chains)]
+
+    def stacked(by_chain):
+        """The inverse of by_chain."""
+        return tf.concat([chain[t] for t in range(steps) for chain in by_chain], axis=0)
 
     @tf.custom_gradient
-    def forward(W, h0, *pre):
-        hs, h = [], h0
-        for p in pre:
-            h = act(p + tf.matmul(h, W))
-            hs.append(h)
+    def forward(W, h0, pre):
+        h0s, pres, hs = tf.split(h0, chains), by_chain(pre), []
+        for h, pre_k in zip(h0s, pres):
+            hs_k = []
+            for p in pre_k:
+                h = act(p + tf.matmul(h, W))
+                hs_k.append(h)
+            hs.append(hs_k)
 
         def backward(d_hs):
-            d_hs = tf.split(d_hs, steps)
-            d_pre, d_h = [None] * steps, None
-            for t in reversed(range(steps)):
-                d_h = d_hs[t] if d_h is None else d_hs[t] + d_h  # from the output, and from step t + 1
-                d_pre[t] = act_grad(d_h, hs[t])
-                d_h = tf.matmul(d_pre[t], W, transpose_b=True)  # dL/dh_{t-1}
-            # dL/dW = sum_t h_{t-1}^T dL/dpre_t: each term can start as soon as the walk back has passed step
-            # t, so they run on TF's second thread while the walk goes on (one matmul after the loop was slower).
-            d_W = tf.add_n([tf.matmul(h_prev, d, transpose_a=True) for h_prev, d in zip([h0] + hs[:-1], d_pre)])
-            return (d_W, d_h, *d_pre)
+            d_pre, d_h0, d_W = [], [], []
+            for h0_k, hs_k, d_hs_k in zip(h0s, hs, by_chain(d_hs)):
+                d_pre_k, d_h = [None] * steps, None
+                for t in reversed(range(steps)):
+                    d_h = d_hs_k[t] if d_h is None else d_hs_k[t] + d_h  # from the output, and from step t + 1
+                    d_pre_k[t] = act_grad(d_h, hs_k[t])
+                    d_h = tf.matmul(d_pre_k[t], W, transpose_b=True)  # dL/dh_{t-1}
+                # dL/dW = sum_t h_{t-1}^T dL/dpre_t: one matmul once the chain's walk back is done.
+                d_W.append(tf.matmul(tf.concat([h0_k] + hs_k[:-1], 0), tf.concat(d_pre_k, 0), transpose_a=True))
+                d_pre.append(d_pre_k)
+                d_h0.append(d_h)
+            return tf.add_n(d_W), tf.concat(d_h0, 0), stacked(d_pre)
 
-        return tf.concat(hs, axis=0), backward
+        return stacked(hs), backward
 
-    return forward(tf.convert_to_tensor(W), h, *pre_activations)
+    return forward(tf.convert_to_tensor(W), h, pre_activations)
 
 
 def build_graph(hp):
@@ -111,12 +129,12 @@ def build_graph(hp):
                 a_0, r_0 = tf.split(h, 2, axis=1)  # the state carried in (a_0 W_a is the first a_{t-1} W_a)
                 A = act(U + b_a)  # [27, n]: a_t for each character
                 a_prev_W = tf.concat([tf.matmul(a_0, W_a), tf.matmul(x[:-batch], tf.matmul(A, W_a))], axis=0)
-                r = recurrence(tf.split(a_prev_W + b_r, steps), W_r, r_0, hp["activation"])
+                r = recurrence(a_prev_W + b_r, W_r, r_0, hp["activation"])
                 logits = tf.matmul(x, tf.matmul(A, V_a)) + tf.matmul(r, V_r) + c
                 return logits, tf.concat([tf.matmul(inputs[-1], A), r[-batch:]], axis=1)
             xU = tf.matmul(x, U)  # x_t U for every step in one matmul: it does not depend on the past
             if hp["combine"] == "add":
-                hs = recurrence(tf.split(xU + b, steps), W, h, hp["activation"])  # act(x_t U + b + h_{t-1} W)
+                hs = recurrence(xU + b, W, h, hp["activation"])  # act(x_t U + b + h_{t-1} W)
             else:  # multiply: x_t U scales h_{t-1} W, so the loop is written out here and TF differentiates it
                 hs = []
                 for xU_t in tf.split(xU, steps):

@@ -33,22 +33,13 @@ ROOT = Path(__file__).resolve().parent
 WORDS = ("the of and to in a is that for it as was with be by on not he this are or his from at which but an "
          "they one two three have had were their first also new time after its who zero five some more").split()
 
+ADD_TANH = ["--combine", "add", "--activation", "tanh", "--optimizer", "sgd", "--batch-size", "64",
+            "--num-unrollings", "10"]
 # (name, script, options): the configurations the README's Performance table reports
 CONFIGS = [
     ("arch1 default (32x40, 100 nodes, concat relu, adadelta)", arch1_hidden, []),
-    ("arch1 add tanh sgd, 64x10, 64 nodes", arch1_hidden, ["--combine", "add", "--activation", "tanh",
-                                                          "--optimizer", "sgd", "--batch-size", "64",
-                                                          "--num-unrollings", "10", "--num-nodes", "64"]),
-    ("arch1 add tanh sgd, 64x10, 256 nodes", arch1_hidden, ["--combine", "add", "--activation", "tanh",
-                                                           "--optimizer", "sgd", "--batch-size", "64",
-                                                           "--num-unrollings", "10", "--num-nodes", "256"]),
-    ("arch1 add tanh sgd, 64x10, 1024 nodes", arch1_hidden, ["--combine", "add", "--activation", "tanh",
-                                                            "--optimizer", "sgd", "--batch-size", "64",
-                                                            "--num-unrollings", "10", "--num-nodes", "1024"]),
-    ("arch1 add tanh sgd, 64x10, 1024 nodes, --xla", arch1_hidden, ["--combine", "add", "--activation", "tanh",
-                                                                   "--optimizer", "sgd", "--batch-size", "64",
-                                                                   "--num-unrollings", "10", "--num-nodes",
-                                                                   "1024", "--xla"]),
+    *[(f"arch1 add tanh sgd, 64x10, {n} nodes", arch1_hidden, ADD_TANH + ["--num-nodes", str(n)])
+      for n in (64, 256, 1024)],
     ("arch2 default (64x20, 50 nodes, concat tanh, sgd)", arch2_output, []),
 ]
 
@@ -67,7 +58,7 @@ def bare_step(module, argv):
     parsed = vars(training.build_parser(module.ARCHITECTURE, module.HPARAMS).parse_args(argv))
     hp.update({k: v for k, v in parsed.items() if k in hp})
     model = module.build_graph(hp)
-    sess = training.tf.Session(graph=model.graph, config=training.session_config(hp))
+    sess = training.tf.Session(graph=model.graph, config=training.session_config())
     sess.run(model.init)
     ids = np.random.default_rng(0).integers(0, 27, size=200_000).astype(np.uint8)
     gen = batches.BatchGenerator(ids, hp["batch_size"], hp["num_unrollings"])
@@ -111,7 +102,7 @@ def bench_eval_and_sampling(split_chars, sample_chars):
     """(eval chars/s over split_chars held-out characters, sampling chars/s) at Arch 1's default config."""
     hp = training.defaults(arch1_hidden.HPARAMS)
     model = arch1_hidden.build_graph(hp)
-    sess = training.tf.Session(graph=model.graph, config=training.session_config(hp))
+    sess = training.tf.Session(graph=model.graph, config=training.session_config())
     sess.run(model.init)
     ids = data.text_to_ids(synthetic_text(split_chars, seed=1))
     training.evaluate(sess, model, ids[:300_000])  # warm-up
@@ -161,8 +152,7 @@ def one(which, quick):
 
 
 def in_subprocess(which, quick):
-    """one(which) in a fresh Python: TF fixes its thread pools at a process's first Session, and settings
-    depend on the configuration (wider models use two threads per op), so each gets its own process."""
+    """one(which) in a fresh Python, so that no configuration inherits another's memory, threads or warm-up."""
     done = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--one", str(which)]
                           + (["--quick"] if quick else []), capture_output=True, text=True)
     if done.returncode:

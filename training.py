@@ -33,9 +33,6 @@ def _quiet_stderr():
 
 # TensorFlow is imported here, once, without its import-time log lines (oneDNN stays on: it is faster).
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-# Lets --xla sessions compile on the CPU; sessions that do not ask for XLA are unaffected. TF reads it once,
-# before the first Session, so it is set here rather than when an --xla run starts.
-os.environ.setdefault("TF_XLA_FLAGS", "--tf_xla_cpu_global_jit")
 with _quiet_stderr():
     import tensorflow.compat.v1 as tf
     from tensorflow.core.protobuf import config_pb2
@@ -47,6 +44,7 @@ ACTIVATIONS = {"relu": tf.nn.relu, "tanh": tf.tanh}
 COMBINES = {"concat": lambda xU, hW: tf.concat([xU, hW], axis=1), "add": tf.add, "multiply": tf.multiply}
 OPTIMIZERS = {"sgd": tf.train.GradientDescentOptimizer, "adadelta": tf.train.AdadeltaOptimizer,
               "adam": tf.train.AdamOptimizer}
+PARALLEL_OPS = 2  # ops TF runs at a time (session_config): one per core
 EVAL_STREAMS = 128  # parallel streams of the evaluation branch
 EVAL_UNROLLINGS = 100  # time steps per evaluation Session.run
 EVAL_MIN_SPAN = 2000  # characters a stream covers at least, so that few predictions start without context
@@ -163,17 +161,13 @@ def make_step(sess, fetches, feeds):
     return sess._make_callable_from_options(options)
 
 
-def session_config(hp=None):
-    """Thread settings measured fastest on 2 cores, and XLA when hp asks for it.
+def session_config():
+    """Thread settings measured fastest on 2 cores: PARALLEL_OPS ops at a time, each on one thread.
 
-    Two ops run at a time, each on one thread: small models are bound by per-op overhead, not arithmetic.
-    From 512 nodes up the matmuls are big enough to share two threads each (+20% at 1024 nodes).
+    Small models are bound by per-op overhead, not arithmetic, and wide ones (up to 1024 nodes measured) are
+    faster too when the recurrence's independent chains each get a core than when every matmul shares two.
     """
-    wide = hp is not None and hp["num_nodes"] >= 512
-    config = tf.ConfigProto(intra_op_parallelism_threads=2 if wide else 1, inter_op_parallelism_threads=2)
-    if hp is not None and hp.get("xla"):
-        config.graph_options.optimizer_options.global_jit_level = tf.OptimizerOptions.ON_1
-    return config
+    return tf.ConfigProto(intra_op_parallelism_threads=1, inter_op_parallelism_threads=PARALLEL_OPS)
 
 
 def evaluate(sess, model, ids, teacher_forced=False):
@@ -258,7 +252,6 @@ LOOP_OPTIONS = dict(  # options of the run rather than the model; none of them c
     valid_chars=(100_000, "validation characters used by the periodic validation (the end uses all)"),
     keep=(3, "latest checkpoints kept (the best by validation is kept as well, in best/)"),
     seed=(1, "random seed of the weights and the samples; the same seed repeats a CPU run"),
-    xla=(False, "compile the training step with XLA: faster for wide models (1024 nodes), slower for small"),
 )
 
 
@@ -398,7 +391,7 @@ def load_run(folder, finalize=True, restore_weights=True):
     model = module.build_graph(config["hparams"])
     if finalize:
         model.graph.finalize()
-    sess = tf.Session(graph=model.graph, config=session_config(config["hparams"]))
+    sess = tf.Session(graph=model.graph, config=session_config())
     if restore_weights:
         restore(sess, model, folder, config)
     else:
@@ -489,7 +482,7 @@ def train(architecture, hparams, build_graph, argv, log=print):
     model = build_graph(hp)
     model.graph.finalize()  # the loop adds no ops, so a slip cannot grow the graph step after step
     out.mkdir(parents=True, exist_ok=True)
-    sess = tf.Session(graph=model.graph, config=session_config(hp))
+    sess = tf.Session(graph=model.graph, config=session_config())
     if config is None:
         sess.run(model.init)
         config = {"architecture": architecture, "hparams": hp, "data": source, "step": 0, "checkpoint": None,

@@ -16,8 +16,9 @@ SMALL = dict(batch_size=3, num_nodes=4, num_unrollings=5)
 
 @pytest.mark.parametrize("combine", ["concat", "add", "multiply"])
 @pytest.mark.parametrize("activation", ["relu", "tanh"])
-def test_loss_gradients_and_state_match_reference(combine, activation):
-    hp = hparams(arch1_hidden, combine=combine, activation=activation, **SMALL)
+@pytest.mark.parametrize("batch_size", [3, 4])  # the recurrence runs the halves of an even batch as two chains
+def test_loss_gradients_and_state_match_reference(combine, activation, batch_size):
+    hp = hparams(arch1_hidden, combine=combine, activation=activation, **{**SMALL, "batch_size": batch_size})
     model = arch1_hidden.build_graph(hp)
     with model.graph.as_default():
         names = ["U", "W", "b", "V", "c"]
@@ -26,9 +27,9 @@ def test_loss_gradients_and_state_match_reference(combine, activation):
     rng = np.random.default_rng(0)
     w = random_weights(sess, model, rng)
     width = 8 if combine == "concat" else 4
-    h0 = (0.5 * rng.standard_normal((3, width))).astype(np.float32)
+    h0 = (0.5 * rng.standard_normal((batch_size, width))).astype(np.float32)
     variables(model)["saved_h"].load(h0, sess)
-    megabatch = one_hot_text(rng, 6, 3)
+    megabatch = one_hot_text(rng, 6, batch_size)
 
     loss, tf_grads = sess.run([model.loss, grads], feed(model, megabatch))
     x, labels = megabatch[:-1].astype(np.float64), megabatch[1:].astype(np.float64)

@@ -152,19 +152,12 @@ def test_every_option_reaches_the_run(corpus, tmp_path, capsys):
     hp = json.loads((out / "config.json").read_text())["hparams"]
     for flag, value in options.items():
         assert hp[flag[2:].replace("-", "_")] == value, flag
-    assert hp["staircase"] is False and hp["xla"] is False
+    assert hp["staircase"] is False
     assert [line.split()[1] for line in printed.splitlines() if line.startswith("step ")] == ["4/12", "8/12", "12/12"]
     assert "validation at step 3: " in printed and "(300 characters)" in printed  # --valid-chars
     assert sorted(p.name for p in out.glob("model.ckpt-*.index")) == ["model.ckpt-12.index", "model.ckpt-9.index"]
     # the rate that step 12 (global step 11 before it) used, continuous decay: 0.02 * 0.5 ** (11 / 5)
     assert f"lr {0.02 * 0.5 ** (11 / 5):.3g} " in printed
-
-
-def test_xla_option_trains(corpus, tmp_path):
-    out = tmp_path / "run"
-    assert run(["--data", corpus, "--out", out, *TINY, "--num-steps", 3, "--xla"]) == 0
-    assert json.loads((out / "config.json").read_text())["hparams"]["xla"] is True
-    assert json.loads((out / "results.json").read_text())["steps"] == 3
 
 
 def test_the_same_seed_repeats_a_run_and_another_seed_does_not(corpus, tmp_path):
