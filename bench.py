@@ -4,9 +4,10 @@
 
 Training is measured through training.train() itself (batches, feeding, reporting, periodic validation
 and checkpoints included) on a synthetic corpus: the median chars/s of its report periods after the first.
-The loop's overhead compares the bare Session.run step of the same graph with the loop's steady-state step
-plus its periodic validation (with samples and checkpoint), measured once and spread over the default
-10,000 steps between validations. Each configuration runs in its own process.
+The loop's overhead compares the bare Session.run step of the same graph, timed between the loop's report
+periods, with the loop's steady-state step plus its periodic validation (with samples and checkpoint),
+measured once and spread over the default 10,000 steps between validations. Each configuration runs in its
+own process.
 """
 import argparse
 import contextlib
@@ -77,25 +78,30 @@ def bare_step(module, argv):
     return time_steps, hp["batch_size"] * hp["num_unrollings"]
 
 
-def bench_training(corpus, out, module, argv, steps, period):
-    """chars/s of the real loop, of the bare step, and the loop's overhead over the bare step."""
+def bench_training(corpus, out, module, argv, periods, period_seconds):
+    """chars/s of the real loop, of the bare step, and the loop's overhead over the bare step, from a run of
+    the given number of report periods, each about period_seconds long."""
+    time_steps, chars_per_step = bare_step(module, argv)
+    period = max(10, round(period_seconds / time_steps(20)))  # steps per report period
+    steps = periods * period
     args = ["--data", str(corpus), "--out", str(out), "--num-steps", str(steps), "--summary-frequency",
             str(period), "--eval-frequency", str(steps // 2), *argv]
-    # This machine's speed drifts over minutes, so the bare step is timed just before and just after the
-    # loop's run and the median of both sides is used.
-    time_steps, chars_per_step = bare_step(module, argv)
-    before = [time_steps(period) for _ in range(3)]
+    # This machine's speed drifts over minutes, so the bare step is timed interleaved with the loop: one
+    # bare period after each of the loop's report periods, outside the loop's timed periods.
+    bare = []
     with contextlib.redirect_stdout(io.StringIO()):
-        results = training.train(module.ARCHITECTURE, module.HPARAMS, module.build_graph, args, log=lambda s: None)
-    bare = float(np.median(before + [time_steps(period) for _ in range(3)]))
+        results = training.train(module.ARCHITECTURE, module.HPARAMS, module.build_graph, args, log=lambda s: None,
+                                 between_periods=lambda: bare.append(time_steps(period)))
+    bare_step_seconds = float(np.median(bare[1:] or bare))  # the first follows the loop's warm-up period
     # Steady state: the report periods after the first (which holds TF's warm-up), without validation time.
     # The run validated once, halfway; the default schedule validates every eval_frequency steps, so the
     # measured cost of that validation (with its samples and checkpoint) is spread over that many steps.
     loop_step = chars_per_step / results["chars_per_second"]
     validation_per_step = results["loop_eval_seconds"] / training.LOOP_OPTIONS["eval_frequency"][0]
-    return {"chars_per_second": results["chars_per_second"], "bare_step_chars_per_second": chars_per_step / bare,
-            "loop_overhead": 1 - bare / (loop_step + validation_per_step),
-            "validation_seconds": results["loop_eval_seconds"]}
+    return {"chars_per_second": results["chars_per_second"],
+            "bare_step_chars_per_second": chars_per_step / bare_step_seconds,
+            "loop_overhead": 1 - bare_step_seconds / (loop_step + validation_per_step),
+            "validation_seconds": results["loop_eval_seconds"], "steps": steps}
 
 
 def bench_eval_and_sampling(split_chars, sample_chars):
@@ -105,9 +111,10 @@ def bench_eval_and_sampling(split_chars, sample_chars):
     sess = training.tf.Session(graph=model.graph, config=training.session_config())
     sess.run(model.init)
     ids = data.text_to_ids(synthetic_text(split_chars, seed=1))
-    training.evaluate(sess, model, ids[:300_000])  # warm-up
+    evaluate = training.Evaluator(sess, model)
+    evaluate(ids[:300_000])  # warm-up
     t0 = time.perf_counter()
-    training.evaluate(sess, model, ids)
+    evaluate(ids)
     eval_seconds = time.perf_counter() - t0
     sampler = training.Sampler(sess, model)
     rng = np.random.default_rng(0)
@@ -137,18 +144,16 @@ def bench_memory(tmp, chars):
 
 def one(which, quick):
     """The figures of one configuration (an index into CONFIGS) or of "eval", measured in this process."""
-    steps, period, split_chars, sample_chars = (40, 10, 20_000, 200) if quick else (3000, 500, 5_000_000, 5000)
+    periods, period_seconds, split_chars, sample_chars = (3, 0.05, 20_000, 200) if quick else (6, 2.0, 5_000_000, 5000)
     if which == "eval":
         eval_speed, eval_seconds, sample_speed = bench_eval_and_sampling(split_chars, sample_chars)
         return {"eval_chars_per_second": eval_speed, "eval_seconds": eval_seconds, "eval_chars": split_chars,
                 "sampling_chars_per_second": sample_speed}
     name, module, options = CONFIGS[int(which)]
-    if "1024" in name:
-        steps, period = steps // 5, period // 5
     with tempfile.TemporaryDirectory() as tmp:
         corpus = Path(tmp) / "corpus.txt"
         corpus.write_text(synthetic_text(2_000_000))
-        return bench_training(corpus, Path(tmp) / "run", module, options, steps, period)
+        return bench_training(corpus, Path(tmp) / "run", module, options, periods, period_seconds)
 
 
 def in_subprocess(which, quick):

@@ -83,6 +83,18 @@ def test_evaluate_covers_every_character_in_parallel_streams(combine, min_span, 
     assert training.evaluate(sess, model, ids) == pytest.approx(total / n, rel=1e-5)
 
 
+def test_an_evaluator_reused_on_other_texts_scores_each_from_scratch():
+    model = arch1_hidden.build_graph(hparams(arch1_hidden, **SMALL))
+    sess = session(model)
+    rng = np.random.default_rng(5)
+    random_weights(sess, model, rng)
+    texts = [rng.integers(0, 27, size=size) for size in (3000, 450, 3000)]
+    evaluator = training.Evaluator(sess, model)
+    scores = [evaluator(ids) for ids in texts]  # the training loop reuses one evaluator for every validation
+    assert scores == [pytest.approx(training.evaluate(sess, model, ids), rel=1e-6) for ids in texts]
+    assert scores[0] != pytest.approx(scores[2], rel=1e-3)
+
+
 def test_initial_loss_is_close_to_ln_27():
     model = arch1_hidden.build_graph(hparams(arch1_hidden, **SMALL))
     sess = session(model)
