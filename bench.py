@@ -144,7 +144,7 @@ def bench_memory(tmp, chars):
 
 def one(which, quick):
     """The figures of one configuration (an index into CONFIGS) or of "eval", measured in this process."""
-    periods, period_seconds, split_chars, sample_chars = (3, 0.05, 20_000, 200) if quick else (6, 2.0, 5_000_000, 5000)
+    periods, period_seconds, split_chars, sample_chars = (3, 0.05, 20_000, 200) if quick else (8, 1.5, 5_000_000, 5000)
     if which == "eval":
         eval_speed, eval_seconds, sample_speed = bench_eval_and_sampling(split_chars, sample_chars)
         return {"eval_chars_per_second": eval_speed, "eval_seconds": eval_seconds, "eval_chars": split_chars,
