@@ -87,20 +87,21 @@ def bench_training(corpus, out, module, argv, periods, period_seconds):
     args = ["--data", str(corpus), "--out", str(out), "--num-steps", str(steps), "--summary-frequency",
             str(period), "--eval-frequency", str(steps // 2), *argv]
     # This machine's speed drifts over minutes, so the bare step is timed interleaved with the loop: one
-    # bare period after each of the loop's report periods, outside the loop's timed periods.
-    bare = []
+    # bare period after each of the loop's report periods, outside the loop's timed periods, and the two are
+    # compared pair by pair. The first pair holds TF's warm-up and is left out.
+    pairs = []  # (seconds per step of a loop period, of the bare period that followed it)
     with contextlib.redirect_stdout(io.StringIO()):
-        results = training.train(module.ARCHITECTURE, module.HPARAMS, module.build_graph, args, log=lambda s: None,
-                                 between_periods=lambda: bare.append(time_steps(period)))
-    bare_step_seconds = float(np.median(bare[1:] or bare))  # the first follows the loop's warm-up period
-    # Steady state: the report periods after the first (which holds TF's warm-up), without validation time.
+        results = training.train(
+            module.ARCHITECTURE, module.HPARAMS, module.build_graph, args, log=lambda s: None,
+            between_periods=lambda speed: pairs.append((chars_per_step / speed, time_steps(period))))
+    loop_step, bare_step_seconds = np.median(pairs[1:], axis=0)
+    slowdown = float(np.median([loop / bare for loop, bare in pairs[1:]]))  # of the loop's step over the bare
     # The run validated once, halfway; the default schedule validates every eval_frequency steps, so the
     # measured cost of that validation (with its samples and checkpoint) is spread over that many steps.
-    loop_step = chars_per_step / results["chars_per_second"]
     validation_per_step = results["loop_eval_seconds"] / training.LOOP_OPTIONS["eval_frequency"][0]
-    return {"chars_per_second": results["chars_per_second"],
+    return {"chars_per_second": chars_per_step / loop_step,
             "bare_step_chars_per_second": chars_per_step / bare_step_seconds,
-            "loop_overhead": 1 - bare_step_seconds / (loop_step + validation_per_step),
+            "loop_overhead": 1 - 1 / (slowdown + validation_per_step / bare_step_seconds),
             "validation_seconds": results["loop_eval_seconds"], "steps": steps}
 
 
@@ -144,7 +145,7 @@ def bench_memory(tmp, chars):
 
 def one(which, quick):
     """The figures of one configuration (an index into CONFIGS) or of "eval", measured in this process."""
-    periods, period_seconds, split_chars, sample_chars = (3, 0.05, 20_000, 200) if quick else (8, 1.5, 5_000_000, 5000)
+    periods, period_seconds, split_chars, sample_chars = (3, 0.05, 20_000, 200) if quick else (12, 1.0, 5_000_000, 5000)
     if which == "eval":
         eval_speed, eval_seconds, sample_speed = bench_eval_and_sampling(split_chars, sample_chars)
         return {"eval_chars_per_second": eval_speed, "eval_seconds": eval_seconds, "eval_chars": split_chars,

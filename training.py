@@ -480,8 +480,9 @@ def _configure(architecture, hparams, argv):
 def train(architecture, hparams, build_graph, argv, log=print, between_periods=None):
     """Trains an architecture from the command line argv; returns the results dictionary.
 
-    between_periods(), if given, is called after each report line, outside the timed report periods: bench.py
-    times the bare training step there, so that the two are measured interleaved.
+    between_periods(chars_per_second), if given, is called after each report line with the period's speed,
+    outside the timed report periods: bench.py times the bare training step there, so that the two are
+    measured interleaved.
     """
     from tqdm import tqdm
 
@@ -581,7 +582,7 @@ def train(architecture, hparams, build_graph, argv, log=print, between_periods=N
                                  "grad_norm/mean": period["grad"] / k, "grad_norm/max": period["grad_max"],
                                  "chars_per_second": speed})
                 if between_periods:
-                    between_periods()
+                    between_periods(speed)
                 period = new_period()
             if step % hp["eval_frequency"] == 0 and step < hp["num_steps"]:
                 paused = time.time()
