@@ -41,9 +41,9 @@ class BatchGenerator:
         The training loop feeds these and the graph one-hot encodes them (tf.one_hot): the same arrays,
         without shipping 27 floats per character into every Session.run.
         """
-        positions = (self._offsets[:, None] + self._cursors[None, :]) % len(self._ids)  # [T+1, B]
+        positions = self._offsets[:, None] + self._cursors[None, :]  # [T+1, B]; past the end wraps around
         self._cursors = (self._cursors + self.num_unrollings) % len(self._ids)
-        return self._ids[positions]
+        return self._ids.take(positions, mode="wrap")
 
     __next__ = next
 
