@@ -36,13 +36,14 @@ HPARAMS = dict(
 def recurrence(pre_activations, W, h, activation):
     """h_t = act(p_t + h_{t-1} W) for each step from h_0 = h: the part that runs through time.
 
-    pre_activations holds every step's p_t stacked in time order [steps * batch, n]; so does the result,
-    every h_t. The rows of a batch are independent text streams, so the
-    two halves of the batch run as two independent chains, one per core (TF runs two ops at a time).
+    pre_activations holds every step's p_t stacked in time order [steps * batch, n], and so does the result,
+    every h_t. The rows of a batch are independent text streams, so the two halves of the batch run as two
+    independent chains of matmuls, one per core (TF runs PARALLEL_OPS ops at a time); an odd batch is one chain.
+
     The gradient is backpropagation through time written out: walking back,
     dL/dh_{t-1} = (dL/dh_t * act'(h_t)) W^T, the product that makes gradients vanish or explode. The same
     maths as TF's automatic gradient (the tests check it against a numpy reference) in fewer ops: three a
-    step on the critical path instead of five or six, and dL/dW as one matmul per chain.
+    step on the critical path instead of five or six, and dL/dW in one matmul per chain.
     """
     act = training.ACTIVATIONS[activation]
     act_grad = {"relu": lambda dh, h: tf.raw_ops.ReluGrad(gradients=dh, features=h),  # dh * act'(h), one op
@@ -55,9 +56,9 @@ def recurrence(pre_activations, W, h, activation):
         blocks = [tf.split(step, chains) for step in tf.split(stacked, steps)]
         return [[blocks[t][k] for t in range(steps)] for k in range(chains)]
 
-    def stacked(by_chain):
+    def stacked(blocks):
         """The inverse of by_chain."""
-        return tf.concat([chain[t] for t in range(steps) for chain in by_chain], axis=0)
+        return tf.concat([chain[t] for t in range(steps) for chain in blocks], axis=0)
 
     @tf.custom_gradient
     def forward(W, h0, pre):
