@@ -71,13 +71,14 @@ def recurrence(pre_activations, W, h, activation):
             hs.append(hs_k)
 
         def backward(d_hs):
+            W_T = tf.transpose(W)  # once; a matmul with transpose_b=True ran at half speed (see session_config)
             d_pre, d_h0, d_W = [], [], []
             for h0_k, hs_k, d_hs_k in zip(h0s, hs, by_chain(d_hs)):
                 d_pre_k, d_h = [None] * steps, None
                 for t in reversed(range(steps)):
                     d_h = d_hs_k[t] if d_h is None else d_hs_k[t] + d_h  # from the output, and from step t + 1
                     d_pre_k[t] = act_grad(d_h, hs_k[t])
-                    d_h = tf.matmul(d_pre_k[t], W, transpose_b=True)  # dL/dh_{t-1}
+                    d_h = tf.matmul(d_pre_k[t], W_T)  # dL/dh_{t-1}
                 # dL/dW = sum_t h_{t-1}^T dL/dpre_t: one matmul once the chain's walk back is done.
                 d_W.append(tf.matmul(tf.concat([h0_k] + hs_k[:-1], 0), tf.concat(d_pre_k, 0), transpose_a=True))
                 d_pre.append(d_pre_k)

@@ -35,7 +35,7 @@ def _quiet_stderr():
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 with _quiet_stderr():
     import tensorflow.compat.v1 as tf
-    from tensorflow.core.protobuf import config_pb2
+    from tensorflow.core.protobuf import config_pb2, rewriter_config_pb2
 tf.disable_eager_execution()
 tf.logging.set_verbosity(tf.logging.ERROR)
 
@@ -166,8 +166,12 @@ def session_config():
 
     Small models are bound by per-op overhead, not arithmetic, and wide ones (up to 1024 nodes measured) are
     faster too when the recurrence's independent chains each get a core than when every matmul shares two.
+    Grappler's arithmetic optimizer is off: it folds the transposed W that the recurrence's backward pass
+    makes once back into every matmul (transpose_b=True), a form oneDNN runs at half speed.
     """
-    return tf.ConfigProto(intra_op_parallelism_threads=1, inter_op_parallelism_threads=PARALLEL_OPS)
+    config = tf.ConfigProto(intra_op_parallelism_threads=1, inter_op_parallelism_threads=PARALLEL_OPS)
+    config.graph_options.rewrite_options.arithmetic_optimization = rewriter_config_pb2.RewriterConfig.OFF
+    return config
 
 
 class Evaluator:
