@@ -4,10 +4,10 @@
 
 Training is measured through training.train() itself (batches, feeding, reporting, periodic validation
 and checkpoints included) on a synthetic corpus: the median chars/s of its report periods after the first.
-The loop's overhead compares the bare Session.run step of the same graph, timed between the loop's report
-periods, with the loop's steady-state step plus its periodic validation (with samples and checkpoint),
-measured once and spread over the default 10,000 steps between validations. Each configuration runs in its
-own process.
+The bare Session.run step of the same graph is timed between the loop's report periods. The loop's
+overhead is its own work per step (wall time outside the Session runs, measured inside the run) plus its
+periodic validation (with samples and checkpoint), measured once and spread over the default 10,000 steps
+between validations, as a share of the loop's step. Each configuration runs in its own process.
 """
 import argparse
 import contextlib
@@ -87,21 +87,31 @@ def bench_training(corpus, out, module, argv, periods, period_seconds):
     args = ["--data", str(corpus), "--out", str(out), "--num-steps", str(steps), "--summary-frequency",
             str(period), "--eval-frequency", str(steps // 2), *argv]
     # This machine's speed drifts over minutes, so the bare step is timed interleaved with the loop: one
-    # bare period after each of the loop's report periods, outside the loop's timed periods, and the two are
-    # compared pair by pair. The first pair holds TF's warm-up and is left out.
-    pairs = []  # (seconds per step of a loop period, of the bare period that followed it)
+    # bare period after each of the loop's report periods, outside the loop's timed periods. The first pair
+    # holds TF's warm-up and is left out.
+    pairs = []  # (seconds per step of a loop period, of the bare period timed right after it)
+    bare_seconds = []  # wall time of those bare periods, inside the run but not the loop's own work
+
+    def between_periods(speed):
+        started = time.perf_counter()
+        pairs.append((chars_per_step / speed, time_steps(period)))
+        bare_seconds.append(time.perf_counter() - started)
+
     with contextlib.redirect_stdout(io.StringIO()):
-        results = training.train(
-            module.ARCHITECTURE, module.HPARAMS, module.build_graph, args, log=lambda s: None,
-            between_periods=lambda speed: pairs.append((chars_per_step / speed, time_steps(period))))
+        results = training.train(module.ARCHITECTURE, module.HPARAMS, module.build_graph, args, log=lambda s: None,
+                                 between_periods=between_periods)
     loop_step, bare_step_seconds = np.median(pairs[1:], axis=0)
-    slowdown = float(np.median([loop / bare for loop, bare in pairs[1:]]))  # of the loop's step over the bare
-    # The run validated once, halfway; the default schedule validates every eval_frequency steps, so the
-    # measured cost of that validation (with its samples and checkpoint) is spread over that many steps.
+    # The loop's own work (batches, feeding, reporting) is measured inside the run, where drift cannot reach
+    # it: the loop's wall time less its Session runs, its validation and the bare periods. The run validated
+    # once, halfway; the default schedule validates every eval_frequency steps, so the measured cost of that
+    # validation (with its samples and checkpoint) is spread over that many steps.
+    own_per_step = (results["loop_seconds"] - results["loop_session_seconds"] - results["loop_eval_seconds"]
+                    - sum(bare_seconds)) / steps
     validation_per_step = results["loop_eval_seconds"] / training.LOOP_OPTIONS["eval_frequency"][0]
     return {"chars_per_second": chars_per_step / loop_step,
             "bare_step_chars_per_second": chars_per_step / bare_step_seconds,
-            "loop_overhead": 1 - 1 / (slowdown + validation_per_step / bare_step_seconds),
+            "loop_overhead": (own_per_step + validation_per_step) / (loop_step + validation_per_step),
+            "loop_own_us_per_step": own_per_step * 1e6,
             "validation_seconds": results["loop_eval_seconds"], "steps": steps}
 
 

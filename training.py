@@ -560,10 +560,15 @@ def train(architecture, hparams, build_graph, argv, log=print, between_periods=N
 
     period, speeds = new_period(), []  # speeds: chars/s of each report period, evaluation time excluded
     eval_seconds = 0.0  # spent in the loop's periodic validations, samples and checkpoints
+    session_seconds = 0.0  # spent inside the training steps' Session runs: the rest is the loop's own work
     bar = tqdm(total=hp["num_steps"], initial=step, unit="step", disable=None, dynamic_ncols=True, leave=False)
     with _StopFlag() as stop:
         while step < hp["num_steps"] and not stop.requested:
-            loss, lr, grad_norm = map(float, step_fn(batches.next_ids()))
+            megabatch = batches.next_ids()
+            run_started = time.perf_counter()
+            fetched = step_fn(megabatch)
+            session_seconds += time.perf_counter() - run_started
+            loss, lr, grad_norm = map(float, fetched)
             step += 1
             if not math.isfinite(loss):
                 diverged(f"the loss became {loss}")
@@ -617,7 +622,7 @@ def train(architecture, hparams, build_graph, argv, log=print, between_periods=N
         f"validation and test splits")
     results = {"steps": step, "train_seconds": round(train_seconds(), 1), "data": source,
                "loop_seconds": round(loop_seconds, 3), "loop_steps": step - start_step,
-               "loop_eval_seconds": round(eval_seconds, 3),
+               "loop_eval_seconds": round(eval_seconds, 3), "loop_session_seconds": round(session_seconds, 3),
                # the first report period includes TF's warm-up: leave it out when there are others
                "chars_per_second": round(float(np.median(speeds[1:] or speeds or [0.0])))}
     for name, split_ids in (("valid", valid_ids), ("test", test_ids)):

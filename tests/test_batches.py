@@ -2,6 +2,7 @@
 import numpy as np
 import pytest
 
+import batches
 import data
 from batches import BatchGenerator
 
@@ -57,6 +58,24 @@ def test_position_save_and_restore():
         other.restore([0, 1])
     with pytest.raises(data.DataError, match="position"):
         other.restore([0, 1, 15])
+
+
+def test_ids_over_several_chunks_follow_the_cursors(monkeypatch):
+    monkeypatch.setattr(batches, "CHUNK_BYTES", 100)  # 100 // (4 + 1) // 3 = 6 mega-batches per chunk
+    ids = data.text_to_ids("the quick brown fox jumps over the lazy dog")  # 43 characters, 3 cursors 14 apart
+    gen = BatchGenerator(ids, batch_size=3, num_unrollings=4)
+    for k in range(20):  # wraps around the text more than once
+        expected = [[ids[(b * 14 + 4 * k + t) % 43] for b in range(3)] for t in range(5)]
+        assert gen.next_ids().tolist() == expected, k
+
+
+def test_restore_in_the_middle_of_a_chunk_drops_what_was_cut_ahead(monkeypatch):
+    monkeypatch.setattr(batches, "CHUNK_BYTES", 100)
+    gen = BatchGenerator(data.text_to_ids("the quick brown fox jumps over the lazy dog"), 3, 4)
+    first = [gen.next_ids() for _ in range(2)]
+    gen.next_ids()
+    gen.restore([0, 14, 28])  # back to the start
+    assert [a.tolist() for a in (gen.next_ids(), gen.next_ids())] == [a.tolist() for a in first]
 
 
 def test_invalid_sizes():
