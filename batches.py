@@ -1,7 +1,7 @@
 """The post's "Batches" section: batch_size cursors walk through the text and yield mega-batches."""
 import numpy as np
 
-from data import DataError, alphabet_size
+from data import DataError, alphabet_size, one_hot
 
 CHUNK_BYTES = 64 * 1024  # mega-batches are cut from the text about this many bytes at a time
 
@@ -26,7 +26,6 @@ class BatchGenerator:
         self._ids = np.asarray(ids, dtype=np.uint8)
         if self._ids.size and self._ids.max() >= alphabet_size:
             raise ValueError(f"ids must lie in 0..{alphabet_size - 1}")
-        self._one_hot = np.eye(alphabet_size, dtype=np.float32)  # row i is the one-hot vector of id i
         self.batch_size = batch_size
         self.num_unrollings = num_unrollings
         segment = len(ids) // batch_size
@@ -37,7 +36,7 @@ class BatchGenerator:
 
     def next(self):
         """The next mega-batch: a list of num_unrollings + 1 arrays [batch_size, 27]."""
-        return list(self._one_hot[self.next_ids()])
+        return list(one_hot(self.next_ids()))
 
     def next_ids(self):
         """The next mega-batch as ids, [num_unrollings + 1, batch_size] uint8: what next() one-hot encodes.

@@ -122,10 +122,10 @@ def bench_eval_and_sampling(split_chars, sample_chars):
     sess = training.tf.Session(graph=model.graph, config=training.session_config())
     sess.run(model.init)
     ids = data.text_to_ids(synthetic_text(split_chars, seed=1))
-    evaluate = training.Evaluator(sess, model)
-    evaluate(ids[:300_000])  # warm-up
+    evaluator = training.Evaluator(sess, model)
+    evaluator(ids[:300_000])  # warm-up
     t0 = time.perf_counter()
-    evaluate(ids)
+    evaluator(ids)
     eval_seconds = time.perf_counter() - t0
     sampler = training.Sampler(sess, model)
     rng = np.random.default_rng(0)

@@ -219,11 +219,6 @@ class Evaluator:
         return total / n
 
 
-def evaluate(sess, model, ids, teacher_forced=False):
-    """Evaluator(sess, model)(ids, teacher_forced): one evaluation, for when there will be no other."""
-    return Evaluator(sess, model)(ids, teacher_forced)
-
-
 class Sampler:
     """Generates text with a model's batch-1 sampling branch, one Session run per character."""
 

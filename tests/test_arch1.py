@@ -75,12 +75,12 @@ def test_evaluate_covers_every_character_in_parallel_streams(combine, min_span, 
     assert (streams, span) == ((128, 131) if min_span == 100 else (9, 1850))
     total = 0.0
     x = np.eye(27)[ids]
-    for s in range(streams):  # each stream from the zero state, as evaluate() does
+    for s in range(streams):  # each stream from the zero state, as the Evaluator does
         lo, hi = s * span, min((s + 1) * span, n)
         logits, _ = reference.arch1_forward(x[lo:hi, None, :], np.zeros((1, 8 if combine == "concat" else 4)),
                                             w, combine, "tanh")
         total += reference.cross_entropy(logits, x[lo + 1:hi + 1, None, :]) * (hi - lo)
-    assert training.evaluate(sess, model, ids) == pytest.approx(total / n, rel=1e-5)
+    assert training.Evaluator(sess, model)(ids) == pytest.approx(total / n, rel=1e-5)
 
 
 def test_an_evaluator_reused_on_other_texts_scores_each_from_scratch():
@@ -91,7 +91,7 @@ def test_an_evaluator_reused_on_other_texts_scores_each_from_scratch():
     texts = [rng.integers(0, 27, size=size) for size in (3000, 450, 3000)]
     evaluator = training.Evaluator(sess, model)
     scores = [evaluator(ids) for ids in texts]  # the training loop reuses one evaluator for every validation
-    assert scores == [pytest.approx(training.evaluate(sess, model, ids), rel=1e-6) for ids in texts]
+    assert scores == [pytest.approx(training.Evaluator(sess, model)(ids), rel=1e-6) for ids in texts]
     assert scores[0] != pytest.approx(scores[2], rel=1e-3)
 
 

@@ -78,9 +78,9 @@ def test_evaluation_and_sampling_feed_back_the_models_own_softmax_once(combine):
     # a double softmax, the original notebook's bug, would be much flatter than this
     assert reference.softmax(reference.softmax(logits[5, 0])).max() < p.max() - 0.05
     expected = reference.cross_entropy(logits[:-1], x[1:, None, :])  # one stream: 39 predictions
-    assert training.evaluate(sess, model, ids) == pytest.approx(expected, abs=1e-5)
+    assert training.Evaluator(sess, model)(ids) == pytest.approx(expected, abs=1e-5)
     forced, _ = reference.arch2_forward(x[:-1, None, :], np.zeros((1, 27)), w, combine, "tanh", x[1:, None, :])
-    assert training.evaluate(sess, model, ids, teacher_forced=True) == pytest.approx(
+    assert training.Evaluator(sess, model)(ids, teacher_forced=True) == pytest.approx(
         reference.cross_entropy(forced, x[1:, None, :]), abs=1e-5)
 
 
