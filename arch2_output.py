@@ -7,12 +7,15 @@ p_{t-1} is the "previous output", 27 wide: under teacher forcing (training, by d
 target, one-hot; at test time (evaluation, sampling) the model's own previous distribution softmax(logits_{t-1}).
 Note that the true previous target *is* the current input x_t: see README for what that means.
 
-Run `python arch2_output.py --help` for the options.
+build_graph below is the post's graph (--graph post); fast.py holds the same model rewritten for speed
+(--graph fast, the default). Run `python arch2_output.py --help` for the options.
 """
 import sys
 
+import fast
+import graphs
 import training
-from training import tf
+from graphs import tf
 
 # ---------------------------------------------------------------------------------------------
 # Hyperparameters: the post's concatenation notebook, Arch 2, except num_steps.
@@ -36,72 +39,75 @@ HPARAMS = dict(
 
 
 # ---------------------------------------------------------------------------------------------
-# The graph.
+# The graph, as the post builds it.
 # ---------------------------------------------------------------------------------------------
 def build_graph(hp):
-    """The Arch 2 graph for hyperparameters hp: training, evaluation and sampling branches sharing weights."""
+    """The post's Arch 2 graph for hyperparameters hp: training, evaluation and sampling branches."""
     graph = tf.Graph()
     with graph.as_default():
         tf.set_random_seed(hp["seed"])
         n, batch_size, num_unrollings = hp["num_nodes"], hp["batch_size"], hp["num_unrollings"]
-        alphabet_size = training.alphabet_size
-        hidden_size = 2 * n if hp["combine"] == "concat" else n  # width of h_t
-        act = training.ACTIVATIONS[hp["activation"]]
-        combine = training.COMBINES[hp["combine"]]
+        alphabet_size = graphs.alphabet_size
+        hidden_size = 2 * n if hp["combine"] == "concat" else n  # concat puts x_t U and p_{t-1} W side by side
+        act, combine = graphs.ACTIVATIONS[hp["activation"]], graphs.COMBINES[hp["combine"]]
 
-        # Weights, named after the equations (initialised as in Arch 1).
-        U = training.weight([alphabet_size, n], "U")  # input character -> hidden
-        W = training.weight([alphabet_size, n], "W")  # previous output -> hidden
-        b = tf.Variable(tf.zeros([hidden_size]), name="b")
-        V = training.weight([hidden_size, alphabet_size], "V")  # hidden -> next-character scores
-        c = tf.Variable(tf.zeros([alphabet_size]), name="c")
+        # Weights, named after the equations (graphs.weight says how they are initialised).
+        U = graphs.weight([alphabet_size, n], "U")  # [27, n]: input character -> hidden
+        W = graphs.weight([alphabet_size, n], "W")  # [27, n]: previous output -> hidden
+        b = tf.Variable(tf.zeros([hidden_size]), name="b")  # [hidden_size]
+        V = graphs.weight([hidden_size, alphabet_size], "V")  # [hidden_size, 27]: hidden -> next-character scores
+        c = tf.Variable(tf.zeros([alphabet_size]), name="c")  # [27]
+
+        def cell(x, p):
+            """One time step: logits_t from the one-hot input x_t [batch, 27] and the previous output p_{t-1}."""
+            h = act(combine(tf.matmul(x, U), tf.matmul(p, W)) + b)
+            return tf.matmul(h, V) + c
 
         def unroll(inputs, p, targets=None):
-            """Runs the cell over a list of one-hot inputs [batch, 27] from the previous output p [batch, 27].
+            """The cell over a list of inputs from the previous output p: (every step's logits stacked in time
+            order [steps * batch, 27], the last previous output).
 
-            With targets (teacher forcing) p_{t-1} is the true previous target; without, the model's own
-            softmax(logits_{t-1}), through which gradients flow. Returns the logits of every step stacked in
-            time order [steps * batch, 27] and the last previous output, to carry on.
+            With targets (teacher forcing), the true previous target is fed as the previous output at each
+            step; without, the model's own distribution softmax(logits_{t-1}), through which gradients flow.
             """
-            steps = len(inputs)
-            xU = tf.matmul(tf.concat(inputs, axis=0), U)  # x_t U for every step in one matmul
-            if targets is not None:
-                # Every p_{t-1} is known in advance, so all steps are computed at once: nothing runs through time.
-                p_prev = tf.concat([p] + targets[:-1], axis=0)  # [steps * batch, 27]
-                hs = act(combine(xU, tf.matmul(p_prev, W)) + b)
-                return tf.matmul(hs, V) + c, targets[-1]
             logits = []
-            for xU_t in tf.split(xU, steps):
-                h = act(combine(xU_t, tf.matmul(p, W)) + b)
-                logits.append(tf.matmul(h, V) + c)
-                p = tf.nn.softmax(logits[-1])  # the model's own distribution, softmax applied once
+            for t, x in enumerate(inputs):
+                logits.append(cell(x, p))
+                if targets is not None:
+                    p = targets[t]  # teacher forcing: the true target of this step is the next step's p
+                else:
+                    p = tf.nn.softmax(logits[-1])  # free running: the model's own output, softmax applied once
             return tf.concat(logits, axis=0), p
 
-        # Training: a list of placeholders, one per unrolling (+1: labels are the inputs shifted by one).
-        train_data = training.unrolled_placeholders(num_unrollings, batch_size)
-        inputs, labels = train_data[:-1], train_data[1:]
-        # The previous output is carried from one mega-batch to the next; all zeros at the very start.
-        saved_p = tf.Variable(tf.zeros([batch_size, alphabet_size]), trainable=False, name="saved_p")
-        logits, p = unroll(inputs, saved_p, targets=labels if hp["teacher_forcing"] else None)
-        with tf.control_dependencies([logits]):  # under teacher forcing p does not depend on saved_p: the
-            carry = saved_p.assign(p)  # assignment must wait until this mega-batch has read the old value
-        with tf.control_dependencies([carry]):
-            loss = tf.reduce_mean(tf.nn.softmax_cross_entropy_with_logits(
-                labels=tf.concat(labels, axis=0), logits=logits))
-        reset_state = saved_p.assign(tf.zeros_like(saved_p))
+        # Training: placeholders for the inputs and targets of each unrolling, kept in lists.
+        train_inputs = [tf.placeholder(tf.float32, [batch_size, alphabet_size], name=f"train_input_{i}")
+                        for i in range(num_unrollings)]
+        train_labels = [tf.placeholder(tf.float32, [batch_size, alphabet_size], name=f"train_label_{i}")
+                        for i in range(num_unrollings)]
+        # The previous output carried from the previous mega-batch: fed in, zeros at the very start, and the
+        # last one fetched to be fed back at the next step.
+        initial_output = tf.placeholder(tf.float32, [batch_size, alphabet_size], name="initial_state")
+        logits, final_output = unroll(train_inputs, initial_output,
+                                      targets=train_labels if hp["teacher_forcing"] else None)
+        loss = tf.reduce_mean(tf.nn.softmax_cross_entropy_with_logits(
+            labels=tf.concat(train_labels, axis=0), logits=logits))
 
         # Optimizer: exponential learning-rate decay, gradients clipped by their global norm.
-        train_op, learning_rate, grad_norm = training.optimize(loss, hp)
+        train_op, learning_rate, grad_norm = graphs.optimize(loss, hp)
 
-        # Evaluation and sampling feed the model's own outputs back, as the post prescribes for test time.
-        return training.Model(graph, hp, unroll, state_size=alphabet_size, train_data=train_data, logits=logits,
-                              loss=loss, train_op=train_op, learning_rate=learning_rate, grad_norm=grad_norm,
-                              reset_state=reset_state, teacher_forced_eval=True)
+        # Evaluation and sampling feed the model's own outputs back, as the post prescribes for test time;
+        # evaluation can also feed the true previous characters (teacher_forced_eval).
+        return graphs.Model(graph, hp, unroll, alphabet_size, "saved_p", initial_output, final_output, logits,
+                            loss, train_op, learning_rate, grad_norm, train_inputs=train_inputs,
+                            train_labels=train_labels, teacher_forced_eval=True)
+
+
+GRAPHS = {"post": build_graph, "fast": fast.arch2_graph}  # --graph: the post's, or the same model made fast
 
 
 def main(argv=None):
     """Trains Arch 2 from the command line; returns the exit status."""
-    return training.main(ARCHITECTURE, HPARAMS, build_graph, argv)
+    return training.main(ARCHITECTURE, HPARAMS, GRAPHS, argv)
 
 
 if __name__ == "__main__":

@@ -14,9 +14,16 @@ from pathlib import Path
 
 import numpy as np
 
+import arch1_hidden
+import arch2_output
 import data
-import training
-from training import tf
+import graphs
+import plot
+import runs
+import settings
+from graphs import tf
+
+ARCHITECTURES = {module.ARCHITECTURE: module for module in (arch1_hidden, arch2_output)}  # what it can load
 
 STREAMS = 64  # streams of text the norm is averaged over
 WARMUP = 100  # characters run through the model before the measured window, so states are realistic
@@ -30,7 +37,7 @@ def add_measurement(model, horizon, warmup, streams=STREAMS):
     """
     with model.graph.as_default():
         ids = tf.placeholder(tf.int32, [warmup + horizon + 1, streams], name="gradient_ids")
-        x = tf.unstack(tf.one_hot(ids, training.alphabet_size), axis=0)
+        x = tf.unstack(tf.one_hot(ids, graphs.alphabet_size), axis=0)
         state = tf.zeros([streams, model.state_size])
         if warmup:
             _, state = model.unroll(x[:warmup], state)
@@ -48,7 +55,7 @@ def add_measurement(model, horizon, warmup, streams=STREAMS):
 def text_streams(ids, length, streams=STREAMS, seed=0):
     """[length, streams] ids: streams windows of the text at random (seeded) positions."""
     if len(ids) < length + 1:
-        raise training.UserError(f"the validation text has {len(ids):,} characters, fewer than the "
+        raise settings.UserError(f"the validation text has {len(ids):,} characters, fewer than the "
                                  f"{length:,} a measurement needs; use a smaller --horizon")
     starts = np.random.default_rng(seed).integers(0, len(ids) - length, size=streams)
     return np.stack([ids[s:s + length] for s in starts], axis=1).astype(np.int32)
@@ -56,7 +63,7 @@ def text_streams(ids, length, streams=STREAMS, seed=0):
 
 def measure(folder, horizon=None, init=False, data_path=None, log=print):
     """(label, [horizon] mean norms) of one run folder: its checkpoint, or a fresh model with --init."""
-    config, model, sess = training.load_run(folder, finalize=False, restore_weights=not init)
+    config, model, sess = runs.load_run(folder, ARCHITECTURES, finalize=False, restore_weights=not init)
     horizon = horizon or config["hparams"]["num_unrollings"]
     probe = add_measurement(model, horizon, WARMUP)
     source = data_path if data_path is not None else (None if config["data"] == "text8" else config["data"])
@@ -78,8 +85,8 @@ def write_csv(path, norms):
             out.writerow([k, f"{value:.6e}"])
 
 
-def plot(path, curves, title):
-    """Draws several (label, norms) curves on one log-scale plot, written as a PNG."""
+def draw(path, curves, title):
+    """Draws several (label, norms) curves on one log-scale plot, written to path."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -92,16 +99,15 @@ def plot(path, curves, title):
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    plot.save_figure(fig, path, dpi=100)
 
 
 def main(argv=None):
-    parser = training.OneLineParser(prog="gradients.py", description=__doc__.split("\n")[0])
+    parser = settings.OneLineParser(prog="gradients.py", description=__doc__.split("\n")[0])
     parser.add_argument("runs", nargs="+", metavar="RUN", help="run folders (as written by the training scripts)")
     parser.add_argument("--init", action="store_true",
                         help="measure freshly initialised models with each run's hyperparameters and seed")
-    parser.add_argument("--horizon", type=training.checked_number(int, low=1, high=1000), metavar="K",
+    parser.add_argument("--horizon", type=settings.checked_number(int, low=1, high=1000), metavar="K",
                         help="largest k measured (default: each run's num_unrollings)")
     parser.add_argument("--data", metavar="PATH", help="measure on this text's validation split instead of "
                         "the run's own data")
@@ -110,17 +116,21 @@ def main(argv=None):
     args = parser.parse_args(argv)
     suffix = "-init" if args.init else ""
     try:
+        name = f"gradients{suffix}.png"
+        png = plot.figure_path(args.plot, name) if args.plot else None  # a bad --plot is said before the work
         curves = []
         for folder in args.runs:
             label, norms = measure(folder, args.horizon, args.init, args.data, log=lambda s: None)
             write_csv(Path(folder) / f"gradients{suffix}.csv", norms)
             curves.append((label, norms))
             print(f"{label}: k=1 {norms[0]:.3g}, k={len(norms)} {norms[-1]:.3g}")
-        png = Path(args.plot) if args.plot else (
-            Path(args.runs[0]) / f"gradients{suffix}.png" if len(args.runs) == 1 else Path(f"gradients{suffix}.png"))
-        plot(png, curves, "How much the loss depends on the state k steps back")
-    except (training.UserError, data.DataError) as e:
+        png = png or plot.figure_path(args.runs[0] if len(args.runs) == 1 else ".", name)
+        draw(png, curves, "How much the loss depends on the state k steps back")
+    except (settings.UserError, data.DataError) as e:
         print(f"gradients.py: error: {e}", file=sys.stderr)
+        return 1
+    except OSError as e:  # a run folder that cannot be written
+        print(f"gradients.py: error: {e.filename}: {e.strerror}", file=sys.stderr)
         return 1
     print(f"wrote {png} and gradients{suffix}.csv in each run folder")
     return 0

@@ -6,21 +6,55 @@ Four panels against steps: training loss, validation bits per character, learnin
 global norm before clipping (mean over each report period; dotted: the period's largest). TensorBoard
 (`tensorboard --logdir checkpoints`) is the live view; this is for the README and for users without it.
 """
+import os
 import sys
 from pathlib import Path
 
-import training
-from training import tf
+from graphs import tf
+import settings
+from settings import UserError
+
+FORMATS = (".png", ".pdf", ".svg")
 
 PANELS = [("train/loss", "training loss (nats/char)"), ("valid/bpc", "validation bits/char"),
           ("learning_rate", "learning rate"), ("grad_norm/mean", "gradient norm before clipping")]
+
+
+def figure_path(given, default_name):
+    """Where a figure goes: the file given (a folder gets default_name inside it); UserError if it cannot be
+    written there. Checked before any work is done."""
+    path = Path(given)
+    if path.is_dir():
+        path = path / default_name
+    if path.suffix.lower() not in FORMATS:
+        raise UserError(f"{given}: a figure's file name must end in {', '.join(FORMATS)}")
+    if not path.parent.is_dir():
+        raise UserError(f"{given}: the folder {path.parent} does not exist")
+    if not os.access(path.parent, os.W_OK):
+        raise UserError(f"{given}: the folder {path.parent} cannot be written")
+    return path
+
+
+def save_figure(fig, path, **options):
+    """Writes a matplotlib figure atomically (a temporary file renamed); UserError if it cannot."""
+    import matplotlib.pyplot as plt
+    tmp = path.with_name(f".{path.name}.tmp{path.suffix}")
+    try:
+        fig.savefig(tmp, **options)
+        os.replace(tmp, path)
+    except OSError as e:
+        raise UserError(f"cannot write {path} ({e.strerror})") from None
+    finally:
+        plt.close(fig)
+        if tmp.exists():
+            tmp.unlink()
 
 
 def read_scalars(folder):
     """{tag: ([steps], [values])} from every event file of a run folder, in step order."""
     events = sorted(Path(folder).glob("events.out.tfevents.*"))
     if not events:
-        raise training.UserError(f"{folder} holds no TensorBoard event files; is it a run folder?")
+        raise UserError(f"{folder} holds no TensorBoard event files; is it a run folder?")
     points = {}
     for path in events:
         try:
@@ -33,16 +67,24 @@ def read_scalars(folder):
 
 
 def main(argv=None):
-    parser = training.OneLineParser(prog="plot.py", description=__doc__.split("\n")[0])
+    parser = settings.OneLineParser(prog="plot.py", description=__doc__.split("\n")[0])
     parser.add_argument("runs", nargs="+", metavar="RUN", help="run folders")
     parser.add_argument("--out", metavar="PNG", help="output file (default: RUN/curves.png for one run, "
                         "curves.png here for several)")
     args = parser.parse_args(argv)
     try:
         runs = [(Path(folder).resolve().name, read_scalars(folder)) for folder in args.runs]
-    except training.UserError as e:
+        out = figure_path(args.out or (Path(args.runs[0]) if len(args.runs) == 1 else Path(".")), "curves.png")
+        draw(runs, out)
+    except UserError as e:
         print(f"plot.py: error: {e}", file=sys.stderr)
         return 1
+    print(f"wrote {out}")
+    return 0
+
+
+def draw(runs, out):
+    """The four panels of runs [(name, scalars)], written to out."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -60,11 +102,7 @@ def main(argv=None):
             ax.set_yscale("log")
     axes[0, 0].legend(fontsize=8)
     fig.tight_layout()
-    out = Path(args.out) if args.out else (Path(args.runs[0]) / "curves.png" if len(runs) == 1 else Path("curves.png"))
-    fig.savefig(out, dpi=90)
-    plt.close(fig)
-    print(f"wrote {out}")
-    return 0
+    save_figure(fig, out, dpi=90)
 
 
 if __name__ == "__main__":

@@ -2,31 +2,40 @@
 
 The run folder's config.json names the architecture, its hyperparameters and the checkpoint to load.
 """
+import os
 import sys
 
 import numpy as np
 
+import arch1_hidden
+import arch2_output
 import data
-import training
+import runs
+import sessions
+import settings
+
+ARCHITECTURES = {module.ARCHITECTURE: module for module in (arch1_hidden, arch2_output)}  # what it can load
 
 
 def build_parser():
-    parser = training.OneLineParser(
+    number = settings.checked_number
+    parser = settings.OneLineParser(
         prog="sample.py", description="Generate text from a checkpoint of arch1_hidden.py or arch2_output.py.")
     parser.add_argument("--checkpoint", metavar="DIR", default="checkpoints/arch1",
                         help="run folder; its config.json names the latest checkpoint, which is used "
                              "(DIR/best holds the best by validation) (default checkpoints/arch1)")
-    parser.add_argument("--length", type=training.checked_number(int, low=0), default=500, metavar="N",
+    parser.add_argument("--length", type=number(int, low=0, high=10 ** 9), default=500, metavar="N",
                         help="characters to generate after the prime (default 500)")
     parser.add_argument("--prime", default="", metavar="TEXT",
                         help="text run through the model first to set its state; it is printed before the "
                              "generated text, cleaned with the text8 rules (default: none, the first "
                              "character is drawn from a random distribution, as in the post)")
-    parser.add_argument("--temperature", type=training.checked_number(float, above=0), default=1.0, metavar="T",
-                        help="divides the logits: below 1 is more conservative, above 1 more random (default 1)")
-    parser.add_argument("--seed", type=training.checked_number(int, low=0), default=None, metavar="N",
+    parser.add_argument("--temperature", type=number(float, low=1e-6, high=1e6), default=1.0, metavar="T",
+                        help="divides the logits: below 1 is more conservative, above 1 more random; near 0 it is "
+                             "--argmax (default 1)")
+    parser.add_argument("--seed", type=number(int, low=0, high=2 ** 63 - 1), default=None, metavar="N",
                         help="random seed; the same seed gives the same text (default: a fresh one each run)")
-    parser.add_argument("--num-samples", type=training.checked_number(int, low=0), default=1, metavar="K",
+    parser.add_argument("--num-samples", type=number(int, low=0, high=10 ** 6), default=1, metavar="K",
                         help="independent samples, one per line (default 1)")
     parser.add_argument("--argmax", action="store_true",
                         help="always take the most likely character (greedy decoding) instead of sampling")
@@ -37,7 +46,7 @@ def clean_prime(prime, log):
     """The prime as alphabet text: cleaned with the text8 rules when needed (and said so); UserError if empty."""
     cleaned = data.clean_text(prime)
     if prime and not cleaned.strip():
-        raise training.UserError("--prime holds no letters after cleaning with the text8 rules; give some "
+        raise settings.UserError("--prime holds no letters after cleaning with the text8 rules; give some "
                                  "text, or leave --prime out")
     if cleaned != prime:
         log(f"sample.py: --prime cleaned with the text8 rules to {cleaned!r}")
@@ -50,22 +59,37 @@ def main(argv=None):
     log = lambda message: print(message, file=sys.stderr)
     try:
         prime = clean_prime(args.prime, log)
-        config, model, sess = training.load_run(args.checkpoint)
-    except training.UserError as e:
+        config, model, sess = runs.load_run(args.checkpoint, ARCHITECTURES)
+    except settings.UserError as e:
         print(f"sample.py: error: {e}", file=sys.stderr)
         return 1
     log(f"sample.py: {config['architecture']} at step {config['step']:,} from {args.checkpoint}")
     rng = np.random.default_rng(args.seed)
-    sampler = training.Sampler(sess, model)
+    sampler = sessions.Sampler(sess, model)
     for _ in range(args.num_samples):
-        text = sampler.generate(args.length, rng, prime=prime, temperature=args.temperature, argmax=args.argmax)
-        print(prime + text)
+        made = []
+        try:
+            for char in sampler.characters(args.length, rng, prime=prime, temperature=args.temperature,
+                                           argmax=args.argmax):
+                made.append(char)
+        except KeyboardInterrupt:  # Ctrl-C: print what was made, then stop
+            print(prime + "".join(made), flush=True)
+            return 130
+        print(prime + "".join(made), flush=True)
     sess.close()
     return 0
 
 
-if __name__ == "__main__":
+def run_script():
+    """main() as a command: output into a closed pipe (sample.py | head) ends quietly."""
     try:
-        sys.exit(main())
-    except KeyboardInterrupt:  # Ctrl-C while generating: stop quietly
-        sys.exit(130)
+        return main()
+    except BrokenPipeError:  # the reader has gone: send what is left in stdout's buffer nowhere
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+    except KeyboardInterrupt:  # while loading, before any text
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(run_script())

@@ -1,13 +1,14 @@
 """Small helpers the graph tests share."""
 import numpy as np
 
-import training
-from training import tf
+import sessions
+import settings
+from graphs import tf
 
 
 def hparams(module, **overrides):
     """A module's default hyperparameters (and loop options) with overrides."""
-    hp = training.defaults(module.HPARAMS)
+    hp = settings.defaults(module.HPARAMS)
     unknown = set(overrides) - set(hp)
     assert not unknown, unknown
     hp.update(overrides)
@@ -15,7 +16,7 @@ def hparams(module, **overrides):
 
 
 def session(model):
-    sess = tf.Session(graph=model.graph, config=training.session_config())
+    sess = sessions.new_session(model)
     sess.run(model.init)
     return sess
 
@@ -41,8 +42,18 @@ def one_hot_text(rng, steps, batch):
     return np.eye(27, dtype=np.float32)[rng.integers(0, 27, size=(steps, batch))]
 
 
-def feed(model, megabatch):
-    return {p: a for p, a in zip(model.train_data, megabatch)}
+def zero_state(model):
+    return np.zeros(model.initial_state.shape, np.float32)
+
+
+def feed(model, megabatch, state=None):
+    """The feed dict of a training step of either graph: a mega-batch [num_unrollings + 1, batch, 27] one-hot
+    (through the post's lists, or as ids for fast.py's graph) and the carried state (zeros by default)."""
+    state = zero_state(model) if state is None else state
+    if model.megabatch_ids is not None:
+        return {model.megabatch_ids: megabatch.argmax(-1).astype(np.uint8), model.initial_state: state}
+    return {model.initial_state: state, **dict(zip(model.train_inputs, megabatch[:-1])),
+            **dict(zip(model.train_labels, megabatch[1:]))}
 
 
 WORDS = ("the of and to in a is that for it as was with be by on not he this are or his from at which but "

@@ -1,4 +1,5 @@
-"""Arch 1's graph against the numpy reference: loss, gradients, state, branches, schedule, clipping, learning."""
+"""Arch 1's graph, as the post builds it, against the numpy reference: loss, gradients, state, branches,
+schedule, clipping, learning. (tests/test_fast.py proves fast.py's graph equal to this one.)"""
 import json
 import math
 
@@ -6,19 +7,20 @@ import numpy as np
 import pytest
 
 import arch1_hidden
+import graphs
 import reference
-import training
+import sessions
 from helpers import feed, hparams, one_hot_text, random_weights, session, variables
-from training import tf
+from graphs import tf
 
 SMALL = dict(batch_size=3, num_nodes=4, num_unrollings=5)
 
 
 @pytest.mark.parametrize("combine", ["concat", "add", "multiply"])
 @pytest.mark.parametrize("activation", ["relu", "tanh"])
-@pytest.mark.parametrize("batch_size", [3, 4])  # the recurrence runs the halves of an even batch as two chains
-def test_loss_gradients_and_state_match_reference(combine, activation, batch_size):
-    hp = hparams(arch1_hidden, combine=combine, activation=activation, **{**SMALL, "batch_size": batch_size})
+def test_loss_gradients_and_state_match_reference(combine, activation):
+    batch_size = 3
+    hp = hparams(arch1_hidden, combine=combine, activation=activation, **SMALL)
     model = arch1_hidden.build_graph(hp)
     with model.graph.as_default():
         names = ["U", "W", "b", "V", "c"]
@@ -28,14 +30,13 @@ def test_loss_gradients_and_state_match_reference(combine, activation, batch_siz
     w = random_weights(sess, model, rng)
     width = 8 if combine == "concat" else 4
     h0 = (0.5 * rng.standard_normal((batch_size, width))).astype(np.float32)
-    variables(model)["saved_h"].load(h0, sess)
     megabatch = one_hot_text(rng, 6, batch_size)
 
-    loss, tf_grads = sess.run([model.loss, grads], feed(model, megabatch))
+    loss, tf_grads, h_out = sess.run([model.loss, grads, model.final_state], feed(model, megabatch, h0))
     x, labels = megabatch[:-1].astype(np.float64), megabatch[1:].astype(np.float64)
     logits, h_last = reference.arch1_forward(x, h0.astype(np.float64), w, combine, activation)
     assert loss == pytest.approx(reference.cross_entropy(logits, labels), abs=1e-5)
-    np.testing.assert_allclose(sess.run(variables(model)["saved_h"]), h_last, atol=1e-5)  # state carried
+    np.testing.assert_allclose(h_out, h_last, atol=1e-5)  # the state to carry
 
     f = lambda: reference.cross_entropy(reference.arch1_forward(x, h0.astype(np.float64), w, combine,
                                                                 activation)[0], labels)
@@ -61,16 +62,16 @@ def test_sample_branch_shares_the_weights_and_carries_its_state(combine):
 
 
 @pytest.mark.parametrize("combine", ["concat", "add"])
-@pytest.mark.parametrize("min_span", [100, training.EVAL_MIN_SPAN])
+@pytest.mark.parametrize("min_span", [100, sessions.EVAL_MIN_SPAN])
 def test_evaluate_covers_every_character_in_parallel_streams(combine, min_span, monkeypatch):
-    monkeypatch.setattr(training, "EVAL_MIN_SPAN", min_span)
+    monkeypatch.setattr(sessions, "EVAL_MIN_SPAN", min_span)
     model = arch1_hidden.build_graph(hparams(arch1_hidden, combine=combine, activation="tanh", **SMALL))
     sess = session(model)
     rng = np.random.default_rng(2)
     w = random_weights(sess, model, rng)
-    ids = rng.integers(0, 27, size=training.EVAL_STREAMS * 130 + 7)
+    ids = rng.integers(0, 27, size=graphs.EVAL_STREAMS * 130 + 7)
     n = len(ids) - 1
-    streams = min(training.EVAL_STREAMS, -(-n // min_span))  # as many as have min_span characters each
+    streams = min(graphs.EVAL_STREAMS, -(-n // min_span))  # as many as have min_span characters each
     span = -(-n // streams)
     assert (streams, span) == ((128, 131) if min_span == 100 else (9, 1850))
     total = 0.0
@@ -80,7 +81,7 @@ def test_evaluate_covers_every_character_in_parallel_streams(combine, min_span, 
         logits, _ = reference.arch1_forward(x[lo:hi, None, :], np.zeros((1, 8 if combine == "concat" else 4)),
                                             w, combine, "tanh")
         total += reference.cross_entropy(logits, x[lo + 1:hi + 1, None, :]) * (hi - lo)
-    assert training.Evaluator(sess, model)(ids) == pytest.approx(total / n, rel=1e-5)
+    assert sessions.Evaluator(sess, model)(ids) == pytest.approx(total / n, rel=1e-5)
 
 
 def test_an_evaluator_reused_on_other_texts_scores_each_from_scratch():
@@ -89,9 +90,9 @@ def test_an_evaluator_reused_on_other_texts_scores_each_from_scratch():
     rng = np.random.default_rng(5)
     random_weights(sess, model, rng)
     texts = [rng.integers(0, 27, size=size) for size in (3000, 450, 3000)]
-    evaluator = training.Evaluator(sess, model)
+    evaluator = sessions.Evaluator(sess, model)
     scores = [evaluator(ids) for ids in texts]  # the training loop reuses one evaluator for every validation
-    assert scores == [pytest.approx(training.Evaluator(sess, model)(ids), rel=1e-6) for ids in texts]
+    assert scores == [pytest.approx(sessions.Evaluator(sess, model)(ids), rel=1e-6) for ids in texts]
     assert scores[0] != pytest.approx(scores[2], rel=1e-3)
 
 
@@ -106,18 +107,17 @@ def test_initial_loss_is_close_to_ln_27():
     assert sess.run(model.loss, feed(model, megabatch)) == pytest.approx(math.log(27), abs=1e-3)
 
 
-def test_state_is_carried_between_megabatches_and_reset():
+def test_the_fetched_state_fed_back_continues_the_text():
     model = arch1_hidden.build_graph(hparams(arch1_hidden, **SMALL))
     sess = session(model)
     rng = np.random.default_rng(4)
     w = random_weights(sess, model, rng)
     first, second = one_hot_text(rng, 6, 3), one_hot_text(rng, 6, 3)
-    sess.run(model.loss, feed(model, first))
-    _, h = reference.arch1_forward(first[:-1].astype(np.float64), np.zeros((3, 8)), w, "concat", "relu")
-    logits, _ = reference.arch1_forward(second[:-1].astype(np.float64), h, w, "concat", "relu")
-    assert sess.run(model.loss, feed(model, second)) == pytest.approx(
+    h = sess.run(model.final_state, feed(model, first))  # from zeros, as at the start of a run
+    _, h_ref = reference.arch1_forward(first[:-1].astype(np.float64), np.zeros((3, 8)), w, "concat", "relu")
+    logits, _ = reference.arch1_forward(second[:-1].astype(np.float64), h_ref, w, "concat", "relu")
+    assert sess.run(model.loss, feed(model, second, h)) == pytest.approx(
         reference.cross_entropy(logits, second[1:]), abs=1e-5)
-    sess.run(model.reset_state)
     logits, _ = reference.arch1_forward(second[:-1].astype(np.float64), np.zeros((3, 8)), w, "concat", "relu")
     assert sess.run(model.loss, feed(model, second)) == pytest.approx(
         reference.cross_entropy(logits, second[1:]), abs=1e-5)
@@ -147,7 +147,6 @@ def test_clipping_reports_the_true_norm_and_bounds_the_update():
     megabatch = one_hot_text(rng, 6, 3)
     before = sess.run(params)
     true_grads = sess.run(grads, feed(model, megabatch))
-    sess.run(model.reset_state)
     _, reported = sess.run([model.train_op, model.grad_norm], feed(model, megabatch))
     true_norm = math.sqrt(sum(float((g ** 2).sum()) for g in true_grads))
     assert true_norm > clip  # the test is only meaningful when clipping happens
@@ -188,13 +187,3 @@ def test_recurrence_learns_what_the_previous_character_cannot_tell(tmp_path):
     valid_nats = results["valid_bpc"] * math.log(2)
     assert valid_nats < bound - 0.4, (valid_nats, bound)
     assert valid_nats > best - 0.05  # and no better than possible: the evaluation is honest
-
-
-def test_feeding_the_placeholder_list_equals_feeding_the_megabatch_ids():
-    model = arch1_hidden.build_graph(hparams(arch1_hidden, **SMALL))
-    sess = session(model)
-    ids = np.random.default_rng(6).integers(0, 27, size=(6, 3)).astype(np.uint8)
-    by_list = sess.run(model.loss, feed(model, np.eye(27, dtype=np.float32)[ids]))  # the post's way
-    sess.run(model.reset_state)
-    whole = sess.run(model.loss, {model.megabatch_ids: ids})  # the training loop's way
-    assert by_list == whole

@@ -1,4 +1,5 @@
-"""Arch 2's graph against the numpy reference, teacher forcing, the original notebooks' bugs, and learning."""
+"""Arch 2's graph, as the post builds it, against the numpy reference; teacher forcing, the original
+notebooks' bugs, and learning. (tests/test_fast.py proves fast.py's graph equal to this one.)"""
 import json
 import math
 
@@ -7,9 +8,9 @@ import pytest
 
 import arch2_output
 import reference
-import training
+import sessions
 from helpers import TINY, feed, hparams, one_hot_text, random_weights, session, variables, write_corpus
-from training import tf
+from graphs import tf
 
 SMALL = dict(batch_size=3, num_nodes=4, num_unrollings=5)
 
@@ -27,16 +28,15 @@ def test_loss_gradients_and_state_match_reference(teacher_forcing, combine, acti
     rng = np.random.default_rng(0)
     w = random_weights(sess, model, rng)
     p0 = reference.softmax(rng.standard_normal((3, 27))).astype(np.float32)  # a carried previous output
-    variables(model)["saved_p"].load(p0, sess)
     megabatch = one_hot_text(rng, 6, 3)
 
-    loss, tf_grads = sess.run([model.loss, grads], feed(model, megabatch))
+    loss, tf_grads, p_out = sess.run([model.loss, grads, model.final_state], feed(model, megabatch, p0))
     x, labels = megabatch[:-1].astype(np.float64), megabatch[1:].astype(np.float64)
     teacher = labels if teacher_forcing else None
     forward = lambda: reference.arch2_forward(x, p0.astype(np.float64), w, combine, activation, teacher)
     logits, p_last = forward()
     assert loss == pytest.approx(reference.cross_entropy(logits, labels), abs=1e-5)
-    np.testing.assert_allclose(sess.run(variables(model)["saved_p"]), p_last, atol=1e-6)
+    np.testing.assert_allclose(p_out, p_last, atol=1e-6)  # the previous output to carry
     numeric = reference.numeric_gradient(lambda: reference.cross_entropy(forward()[0], labels), w)
     for name, g in zip(names, tf_grads):
         np.testing.assert_allclose(g, numeric[name], atol=2e-5, rtol=1e-3, err_msg=name)
@@ -78,9 +78,9 @@ def test_evaluation_and_sampling_feed_back_the_models_own_softmax_once(combine):
     # a double softmax, the original notebook's bug, would be much flatter than this
     assert reference.softmax(reference.softmax(logits[5, 0])).max() < p.max() - 0.05
     expected = reference.cross_entropy(logits[:-1], x[1:, None, :])  # one stream: 39 predictions
-    assert training.Evaluator(sess, model)(ids) == pytest.approx(expected, abs=1e-5)
+    assert sessions.Evaluator(sess, model)(ids) == pytest.approx(expected, abs=1e-5)
     forced, _ = reference.arch2_forward(x[:-1, None, :], np.zeros((1, 27)), w, combine, "tanh", x[1:, None, :])
-    assert training.Evaluator(sess, model)(ids, teacher_forced=True) == pytest.approx(
+    assert sessions.Evaluator(sess, model)(ids, teacher_forced=True) == pytest.approx(
         reference.cross_entropy(forced, x[1:, None, :]), abs=1e-5)
 
 

@@ -8,8 +8,8 @@ import pytest
 import arch1_hidden
 import arch2_output
 import data
+import runs
 import sample
-import training
 from helpers import TINY, write_corpus
 
 ALPHABET = set(data.ALPHABET)
@@ -99,7 +99,7 @@ def test_high_temperature_is_close_to_uniform(run_dir, capsys):
 
 def test_sampled_frequencies_match_the_models_softmax(run_dir, capsys):
     counts = first_characters(capsys, run_dir, "--prime", "the")
-    config, model, sess = training.load_run(run_dir)
+    config, model, sess = runs.load_run(run_dir, sample.ARCHITECTURES)
     sess.run(model.reset_sample_state)
     for char in "the":
         p = sess.run(model.sample_prediction, {model.sample_input: data.vec2mat(data.one_hot(data.char2id(char)))})
@@ -138,8 +138,10 @@ def test_errors_are_one_line(run_dir, tmp_path, capsys):
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["--temperature", "0"], "argument --temperature: 0 is out of range: it must be above 0"),
-    (["--temperature", "-1"], "argument --temperature: -1 is out of range: it must be above 0"),
+    (["--temperature", "0"], "argument --temperature: 0 is out of range: it must be at least 1e-06"),
+    (["--temperature", "-1"], "argument --temperature: -1 is out of range: it must be at least 1e-06"),
+    (["--temperature", "1e7"], "argument --temperature: 1e7 is out of range: it must be at least 1e-06 and at "
+                               "most 1e+06"),
     (["--temperature", "inf"], "argument --temperature: inf is out of range"),
     (["--length", "-5"], "argument --length: -5 is out of range: it must be at least 0"),
     (["--num-samples", "-1"], "argument --num-samples: -1 is out of range: it must be at least 0"),

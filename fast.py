@@ -1,0 +1,200 @@
+"""The fast graphs (--graph fast, the default): the models of arch1_hidden.py and arch2_output.py rewritten
+for speed. Read the scripts to follow the post; this module is what runs by default.
+
+Each graph builds the same variables under the same names as the post's, so a checkpoint of either loads in
+the other, and offers the same Model (graphs.Model) to the training loop, evaluation, sampling and
+gradients.py. tests/test_fast.py proves that both compute the same loss and gradients, train to the same
+weights and sample the same text. The techniques, each with the reason it is the same maths:
+
+1. One fed array of ids. Every fed tensor costs Session.run ~19 us, so the post's 2 x num_unrollings
+   one-hot placeholders cost ~1.5 ms a step; the mega-batch travels instead as [num_unrollings + 1, batch]
+   uint8 ids, one-hot encoded in the graph (tf.one_hot gives exactly the arrays the post feeds).
+2. Matmuls hoisted out of the time loop: x_t U does not depend on the past, so it is one matmul for all
+   steps, and so is the output projection h_t V + c once every h_t is known.
+3. Arch 1, concat: the two halves and the 27-row tables (arch1_graph).
+4. Backpropagation through time written out (recurrence): the same derivatives as TF's automatic ones, in
+   fewer ops, with the batch split into independent chains, one per core.
+5. Arch 2 under teacher forcing: every p_{t-1} is known in advance, so all steps are computed at once.
+"""
+import graphs
+import sessions
+from graphs import tf
+
+alphabet_size = graphs.alphabet_size
+
+
+def _weights(hp, hidden_size, recurrent_rows):
+    """U, W, b, V, c exactly as the post's graphs make them (same names, shapes and initial values)."""
+    n = hp["num_nodes"]
+    U = graphs.weight([alphabet_size, n], "U")
+    W = graphs.weight([recurrent_rows, n], "W")
+    b = tf.Variable(tf.zeros([hidden_size]), name="b")
+    V = graphs.weight([hidden_size, alphabet_size], "V")
+    c = tf.Variable(tf.zeros([alphabet_size]), name="c")
+    return U, W, b, V, c
+
+
+def _megabatch(hp):
+    """(megabatch_ids placeholder [num_unrollings + 1, batch_size], inputs, labels): the mega-batch fed as
+    ids and one-hot encoded in the graph into the post's lists of inputs and labels (technique 1)."""
+    megabatch_ids = tf.placeholder(tf.uint8, [hp["num_unrollings"] + 1, hp["batch_size"]], name="megabatch_ids")
+    arrays = tf.unstack(tf.one_hot(megabatch_ids, alphabet_size))  # num_unrollings + 1 arrays [batch, 27]
+    return megabatch_ids, arrays[:-1], arrays[1:]
+
+
+def _loss(logits, labels):
+    return tf.reduce_mean(tf.nn.softmax_cross_entropy_with_logits(labels=tf.concat(labels, axis=0), logits=logits))
+
+
+def _split_sizes(rows, chains):
+    """Row counts of chains near-equal parts of rows."""
+    return [rows // chains + (1 if k < rows % chains else 0) for k in range(chains)]
+
+
+def recurrence(pre_activations, W, h, activation, chains):
+    """h_t = act(p_t + h_{t-1} W) for each step from h_0 = h: the part of the cell that runs through time.
+
+    pre_activations holds every step's p_t stacked in time order [steps * batch, n], and so does the result,
+    every h_t. The rows of a batch are independent text streams, so the batch is cut into `chains` parts
+    that run as independent chains of matmuls, one per core (sessions.session_config runs as many ops at a
+    time, one thread each).
+
+    The gradient is backpropagation through time written out. Walking back from the last step,
+        dL/dp_t     = (dL/dh_t from the output + dL/dh_t from step t + 1) * act'(h_t)
+        dL/dh_{t-1} = dL/dp_t W^T                  (the product that makes gradients vanish or explode)
+        dL/dW       = sum_t h_{t-1}^T dL/dp_t      (one matmul per chain, once its walk back is done)
+    the same derivatives TF's automatic gradient computes (act'(h_t) is read off h_t itself: relu' is
+    h_t > 0, tanh' is 1 - h_t^2), in three ops a step on the critical path instead of five or six.
+    """
+    act = graphs.ACTIVATIONS[activation]
+    act_grad = {"relu": lambda dh, h: tf.raw_ops.ReluGrad(gradients=dh, features=h),  # dh * act'(h), one op
+                "tanh": lambda dh, h: tf.raw_ops.TanhGrad(y=h, dy=dh)}[activation]
+    batch = h.shape[0]
+    steps = pre_activations.shape[0] // batch
+    sizes = _split_sizes(batch, min(chains, batch))
+
+    def by_chain(stacked):
+        """[steps * batch, n] -> [chain][step] blocks of [rows of the chain, n]."""
+        blocks = [tf.split(step, sizes) for step in tf.split(stacked, steps)]
+        return [[blocks[t][k] for t in range(steps)] for k in range(len(sizes))]
+
+    def stacked(blocks):
+        """The inverse of by_chain."""
+        return tf.concat([chain[t] for t in range(steps) for chain in blocks], axis=0)
+
+    @tf.custom_gradient
+    def forward(W, h0, pre):
+        h0s, pres, hs = tf.split(h0, sizes), by_chain(pre), []
+        for h, pre_k in zip(h0s, pres):
+            hs_k = []
+            for p in pre_k:
+                h = act(p + tf.matmul(h, W))
+                hs_k.append(h)
+            hs.append(hs_k)
+
+        def backward(d_hs):
+            W_T = tf.transpose(W)  # once; a matmul with transpose_b=True ran at half speed (sessions.session_config)
+            d_pre, d_h0, d_W = [], [], []
+            for h0_k, hs_k, d_hs_k in zip(h0s, hs, by_chain(d_hs)):
+                d_pre_k, d_h = [None] * steps, None
+                for t in reversed(range(steps)):
+                    d_h = d_hs_k[t] if d_h is None else d_hs_k[t] + d_h  # from the output, and from step t + 1
+                    d_pre_k[t] = act_grad(d_h, hs_k[t])
+                    d_h = tf.matmul(d_pre_k[t], W_T)  # dL/dh_{t-1}
+                d_W.append(tf.matmul(tf.concat([h0_k] + hs_k[:-1], 0), tf.concat(d_pre_k, 0), transpose_a=True))
+                d_pre.append(d_pre_k)
+                d_h0.append(d_h)
+            return tf.add_n(d_W), tf.concat(d_h0, 0), stacked(d_pre)
+
+        return stacked(hs), backward
+
+    return forward(tf.convert_to_tensor(W), h, pre_activations)
+
+
+def arch1_graph(hp):
+    """Arch 1 (arch1_hidden.build_graph), fast: training, evaluation and sampling branches."""
+    graph = tf.Graph()
+    with graph.as_default():
+        tf.set_random_seed(hp["seed"])
+        n, chains = hp["num_nodes"], sessions.chains(hp)
+        concat = hp["combine"] == "concat"
+        hidden_size = 2 * n if concat else n
+        act = graphs.ACTIVATIONS[hp["activation"]]
+        U, W, b, V, c = _weights(hp, hidden_size, hidden_size)
+
+        def unroll(inputs, h):
+            """arch1_hidden's unroll: (every step's logits [steps * batch, 27], the last state)."""
+            steps, batch = len(inputs), inputs[0].shape[0]
+            x = tf.concat(inputs, axis=0)  # [steps * batch, 27]
+            if concat:
+                # h_t = act(concat([x_t U, h_{t-1} W]) + b) splits into two halves that never mix. With
+                # W = [W_a; W_r], b = [b_a; b_r] and V = [V_a; V_r] (top and bottom n rows):
+                #   a_t = act(x_t U + b_a)                        sees only the current character,
+                #   r_t = act(a_{t-1} W_a + r_{t-1} W_r + b_r)    sees only the past,
+                #   logits_t = a_t V_a + r_t V_r + c.
+                # x_t is one-hot, so a_t is the row of A = act(U + b_a) for the current character: a_t = x_t A,
+                # a_t W_a = x_t (A W_a), a_t V_a = x_t (A V_a). Those [27, n] tables are made once per run;
+                # only r_{t-1} W_r remains recurrent, the rest is one matmul for all steps.
+                W_a, W_r = tf.split(W, 2, axis=0)  # [n, n] each
+                b_a, b_r = tf.split(b, 2)
+                V_a, V_r = tf.split(V, 2, axis=0)  # [n, 27] each
+                a_0, r_0 = tf.split(h, 2, axis=1)  # the state carried in (a_0 W_a is the first a_{t-1} W_a)
+                A = act(U + b_a)  # [27, n]: a_t for each character
+                a_prev_W = tf.concat([tf.matmul(a_0, W_a), tf.matmul(x[:-batch], tf.matmul(A, W_a))], axis=0)
+                r = recurrence(a_prev_W + b_r, W_r, r_0, hp["activation"], chains)
+                logits = tf.matmul(x, tf.matmul(A, V_a)) + tf.matmul(r, V_r) + c
+                return logits, tf.concat([tf.matmul(inputs[-1], A), r[-batch:]], axis=1)
+            xU = tf.matmul(x, U)  # x_t U for every step in one matmul: it does not depend on the past
+            if hp["combine"] == "add":
+                hs = recurrence(xU + b, W, h, hp["activation"], chains)  # act(x_t U + b + h_{t-1} W)
+            else:  # multiply: x_t U scales h_{t-1} W, so the loop is written out here and TF differentiates it
+                hs = []
+                for xU_t in tf.split(xU, steps):
+                    h = act(xU_t * tf.matmul(h, W) + b)
+                    hs.append(h)
+                hs = tf.concat(hs, axis=0)
+            logits = tf.matmul(hs, V) + c  # one output projection for all steps
+            return logits, hs[-batch:]
+
+        megabatch_ids, inputs, labels = _megabatch(hp)
+        initial_state = tf.placeholder(tf.float32, [hp["batch_size"], hidden_size], name="initial_state")
+        logits, final_state = unroll(inputs, initial_state)
+        loss = _loss(logits, labels)
+        train_op, learning_rate, grad_norm = graphs.optimize(loss, hp)
+        return graphs.Model(graph, hp, unroll, hidden_size, "saved_h", initial_state, final_state, logits, loss,
+                            train_op, learning_rate, grad_norm, megabatch_ids=megabatch_ids)
+
+
+def arch2_graph(hp):
+    """Arch 2 (arch2_output.build_graph), fast: training, evaluation and sampling branches."""
+    graph = tf.Graph()
+    with graph.as_default():
+        tf.set_random_seed(hp["seed"])
+        hidden_size = 2 * hp["num_nodes"] if hp["combine"] == "concat" else hp["num_nodes"]
+        act, combine = graphs.ACTIVATIONS[hp["activation"]], graphs.COMBINES[hp["combine"]]
+        U, W, b, V, c = _weights(hp, hidden_size, alphabet_size)
+
+        def unroll(inputs, p, targets=None):
+            """arch2_output's unroll: (every step's logits [steps * batch, 27], the last previous output)."""
+            xU = tf.matmul(tf.concat(inputs, axis=0), U)  # x_t U for every step in one matmul
+            if targets is not None:
+                # Teacher forcing: every p_{t-1} (p, then the true targets) is known in advance, so every
+                # step's h_t is computed at once: nothing runs through time (technique 5).
+                p_prev = tf.concat([p] + targets[:-1], axis=0)  # [steps * batch, 27]
+                hs = act(combine(xU, tf.matmul(p_prev, W)) + b)
+                return tf.matmul(hs, V) + c, targets[-1]
+            logits = []
+            for xU_t in tf.split(xU, len(inputs)):
+                h = act(combine(xU_t, tf.matmul(p, W)) + b)
+                logits.append(tf.matmul(h, V) + c)
+                p = tf.nn.softmax(logits[-1])  # the model's own distribution, softmax applied once
+            return tf.concat(logits, axis=0), p
+
+        megabatch_ids, inputs, labels = _megabatch(hp)
+        initial_output = tf.placeholder(tf.float32, [hp["batch_size"], alphabet_size], name="initial_state")
+        logits, final_output = unroll(inputs, initial_output, targets=labels if hp["teacher_forcing"] else None)
+        loss = _loss(logits, labels)
+        train_op, learning_rate, grad_norm = graphs.optimize(loss, hp)
+        return graphs.Model(graph, hp, unroll, alphabet_size, "saved_p", initial_output, final_output, logits,
+                            loss, train_op, learning_rate, grad_norm, megabatch_ids=megabatch_ids,
+                            teacher_forced_eval=True)

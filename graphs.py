@@ -1,0 +1,143 @@
+"""Graph pieces both architectures share, in both graphs (the post's and fast.py's): TensorFlow in v1 graph
+mode, the activations and combines, the weights' initialisation, the optimizer block, and the Model that
+adds the evaluation and sampling branches to an architecture's training branch.
+"""
+import contextlib
+import math
+import os
+import signal
+import sys
+import threading
+import zlib
+
+# Ctrl-C while the libraries load (a few seconds) exits quietly: nothing has been done that could be lost.
+_MAIN_THREAD = threading.current_thread() is threading.main_thread()
+if _MAIN_THREAD:
+    _sigint_handler = signal.signal(signal.SIGINT, lambda signum, frame: os._exit(128 + signum))
+
+import data  # noqa: E402 (after the handler, as everything below)
+
+
+@contextlib.contextmanager
+def _quiet_stderr():
+    """Silences file descriptor 2 (where TensorFlow's C++ start-up banner goes) for the block."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with open(os.devnull, "w") as devnull:
+        os.dup2(devnull.fileno(), 2)
+    try:
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+# TensorFlow is imported here, once, without its import-time log lines (oneDNN stays on: it is faster).
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+with _quiet_stderr():
+    import tensorflow.compat.v1 as tf
+tf.disable_eager_execution()
+tf.logging.set_verbosity(tf.logging.ERROR)
+if _MAIN_THREAD:
+    signal.signal(signal.SIGINT, _sigint_handler)  # Ctrl-C is KeyboardInterrupt again
+
+alphabet_size = data.alphabet_size
+ACTIVATIONS = {"relu": tf.nn.relu, "tanh": tf.tanh}
+COMBINES = {"concat": lambda xU, hW: tf.concat([xU, hW], axis=1), "add": tf.add, "multiply": tf.multiply}
+OPTIMIZERS = {"sgd": tf.train.GradientDescentOptimizer, "adadelta": tf.train.AdadeltaOptimizer,
+              "adam": tf.train.AdamOptimizer}
+INITS = ("default", "notebook")
+EVAL_STREAMS = 128  # parallel streams of the evaluation branch
+EVAL_UNROLLINGS = 100  # time steps per evaluation run
+
+
+def weight(shape, name, init="default"):
+    """A weight matrix. default: a truncated normal of mean 0 and variance 1 / fan_in. notebook: the post's
+    notebooks' truncated_normal(shape, -0.1, 0.1), which meant a range but draws from a normal of mean -0.1
+    and standard deviation 0.1 (README, "Differences").
+
+    The random op's seed comes from the name, so the post's graph and fast.py's, which build their ops in
+    different orders, draw the same initial weights from the same --seed.
+    """
+    mean, stddev = (0.0, 1.0 / math.sqrt(shape[0])) if init == "default" else (-0.1, 0.1)
+    return tf.Variable(tf.truncated_normal(shape, mean=mean, stddev=stddev, seed=zlib.crc32(name.encode())),
+                       name=name)
+
+
+def optimize(loss, hp):
+    """(train_op, learning_rate, grad_norm): exponential decay, gradients clipped by their global norm.
+
+    grad_norm is the global norm before clipping, reported so that exploding gradients can be seen.
+    """
+    global_step = tf.train.get_or_create_global_step()
+    learning_rate = tf.train.exponential_decay(
+        hp["learning_rate"], global_step, hp["decay_steps"], hp["decay_rate"], staircase=hp["staircase"])
+    optimizer = OPTIMIZERS[hp["optimizer"]](learning_rate)
+    gradients, params = zip(*optimizer.compute_gradients(loss))
+    clipped, grad_norm = tf.clip_by_global_norm(gradients, hp["clip_norm"])
+    train_op = optimizer.apply_gradients(zip(clipped, params), global_step=global_step)
+    return train_op, learning_rate, grad_norm
+
+
+class Model:
+    """A built graph: an architecture's training branch plus evaluation and sampling branches.
+
+    unroll(inputs, state) -> (logits [steps * batch, 27], last state) is the architecture's cell run over a
+    list of one-hot inputs [batch, 27]; the two extra branches call it with their own batch sizes, sharing
+    the weights. With teacher_forced_eval, unroll also takes targets=... (Arch 2) and evaluation can feed
+    them. The training branch is fed the state carried from the previous mega-batch (initial_state) and
+    gives the last one (final_state); the post's graph is fed lists of one-hot placeholders (train_inputs,
+    train_labels), fast.py's one array of ids (megabatch_ids).
+    """
+
+    def __init__(self, graph, hp, unroll, state_size, state_name, initial_state, final_state, logits, loss,
+                 train_op, learning_rate, grad_norm, train_inputs=None, train_labels=None, megabatch_ids=None,
+                 teacher_forced_eval=False):
+        self.graph, self.hp, self.unroll, self.state_size = graph, hp, unroll, state_size
+        self.initial_state, self.final_state, self.logits, self.loss = initial_state, final_state, logits, loss
+        self.train_op, self.learning_rate, self.grad_norm = train_op, learning_rate, grad_norm
+        self.train_inputs, self.train_labels, self.megabatch_ids = train_inputs, train_labels, megabatch_ids
+        with graph.as_default():
+            self.global_step = tf.train.get_global_step()
+            # The carried state lives in the training loop; this variable holds it in the checkpoints, so
+            # that --resume continues with the state the run stopped with.
+            self.saved_state = tf.Variable(tf.zeros(initial_state.shape), trainable=False, name=state_name)
+
+            # Evaluation: EVAL_STREAMS streams of held-out text, EVAL_UNROLLINGS steps per run, ids one-hot
+            # encoded in the graph; the state goes in and out through the feed, weights mask padding.
+            self.eval_inputs = tf.placeholder(tf.int32, [EVAL_UNROLLINGS, EVAL_STREAMS], name="eval_inputs")
+            self.eval_labels = tf.placeholder(tf.int32, [EVAL_UNROLLINGS, EVAL_STREAMS], name="eval_labels")
+            self.eval_weights = tf.placeholder(tf.float32, [EVAL_UNROLLINGS, EVAL_STREAMS], name="eval_weights")
+            self.eval_state = tf.placeholder(tf.float32, [EVAL_STREAMS, state_size], name="eval_state")
+
+            def evaluation(**targets):
+                """(summed nats, next state) of one evaluation run."""
+                logits, next_state = unroll(
+                    tf.unstack(tf.one_hot(self.eval_inputs, alphabet_size), axis=0), self.eval_state, **targets)
+                nats = tf.nn.sparse_softmax_cross_entropy_with_logits(
+                    labels=tf.reshape(self.eval_labels, [-1]), logits=logits)
+                return tf.reduce_sum(nats * tf.reshape(self.eval_weights, [-1])), next_state
+
+            self.eval_fetches = {False: evaluation()}
+            if teacher_forced_eval:  # Arch 2 can also be evaluated feeding the true previous characters
+                self.eval_fetches[True] = evaluation(
+                    targets=tf.unstack(tf.one_hot(self.eval_labels, alphabet_size), axis=0))
+
+            # Sampling: batch 1, one character per run, with its own saved state and reset op.
+            self.sample_input = tf.placeholder(tf.float32, [1, alphabet_size], name="sample_input")
+            self.temperature = tf.placeholder_with_default(1.0, [], name="temperature")
+            saved_sample_state = tf.Variable(tf.zeros([1, state_size]), trainable=False, name="saved_sample_state")
+            self.reset_sample_state = saved_sample_state.assign(tf.zeros_like(saved_sample_state))
+            sample_logits, sample_state = unroll([self.sample_input], saved_sample_state)
+            with tf.control_dependencies([saved_sample_state.assign(sample_state)]):
+                self.sample_logits = tf.identity(sample_logits)
+                # shifted by the largest logit before the division, so that no temperature overflows it
+                shifted = sample_logits - tf.reduce_max(sample_logits, axis=1, keepdims=True)
+                self.sample_prediction = tf.nn.softmax(shifted / self.temperature)
+
+            # Checkpoints hold the weights, the optimizer's slots, the step and the carried state; the
+            # sampling state is scratch space.
+            saved = [v for v in tf.global_variables() if v is not saved_sample_state]
+            self.saver = tf.train.Saver(var_list=saved, max_to_keep=None)
+            self.init_unsaved = saved_sample_state.initializer
+            self.init = tf.global_variables_initializer()

@@ -1,0 +1,293 @@
+"""Run folders: config.json beside the TF checkpoints; starting or resuming a run from the command line;
+saving, pruning and restoring checkpoints; the lock that keeps two trainings out of one folder; load_run.
+
+A run only ever deletes what it wrote: config.json lists the checkpoints it saved ("saved"), and pruning
+removes exactly those files. Every JSON file is written atomically.
+"""
+import contextlib
+import hashlib
+import json
+import os
+import shutil
+import socket
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+import sessions
+import settings
+from graphs import tf
+from settings import UserError
+
+CONFIG = "config.json"
+RESULTS = "results.json"
+LOCK = ".lock"
+PREFIX = "model.ckpt"
+BEST = "best"
+
+try:  # the run-folder lock: fcntl on POSIX systems, msvcrt on Windows
+    import fcntl
+except ImportError:
+    fcntl = None
+    import msvcrt
+
+
+# ---------------------------------------------------------------------------------------------
+# Files.
+# ---------------------------------------------------------------------------------------------
+def write_json(path, obj):
+    """Writes JSON atomically: a crash or a full disk leaves the old file or the new one, never half of one."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        tmp.write_text(json.dumps(obj, indent=2) + "\n")
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def check_writable(folder):
+    """UserError unless a file can be created in folder (found out before training, not at the first save)."""
+    try:
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as e:
+        raise UserError(f"cannot write in {folder} ({e.strerror}); pass another --out") from None
+
+
+def earlier_run_files(folder):
+    """The name of a file in folder that an earlier run left (config, results, a checkpoint), or None."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return None
+    for pattern in (CONFIG, RESULTS, PREFIX + "*", "checkpoint", f"{BEST}/*"):
+        for path in sorted(folder.glob(pattern)):
+            return str(path.relative_to(folder))
+    return None
+
+
+def corpus_id(ids):
+    """What identifies a corpus, wherever it lies: its length and the SHA-1 of its character ids."""
+    return {"data_chars": len(ids), "data_sha1": hashlib.sha1(np.ascontiguousarray(ids).tobytes()).hexdigest()}
+
+
+@contextlib.contextmanager
+def lock(folder):
+    """Holds folder's lock for the block; UserError naming the holder if another process holds it.
+
+    The operating system releases the lock when its process ends, however it ends (kill -9 included).
+    """
+    path = Path(folder) / LOCK
+    handle = open(path, "a+")
+    try:
+        try:
+            if fcntl:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            else:
+                handle.seek(0)
+                msvcrt.locking(handle.fileno(), msvcrt.LK_NBLCK, 1)
+        except OSError:
+            handle.seek(0)
+            holder = handle.read().strip() or "another process"
+            raise UserError(f"{folder} is in use by another training run ({holder}); wait for it to end, "
+                            f"or pass another --out") from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"pid {os.getpid()} on {socket.gethostname()}, since {time.strftime('%Y-%m-%d %H:%M:%S')}")
+        handle.flush()
+        yield
+    finally:
+        handle.close()
+
+
+# ---------------------------------------------------------------------------------------------
+# config.json.
+# ---------------------------------------------------------------------------------------------
+_CONFIG_TYPES = {"architecture": str, "hparams": dict, "data": str, "step": int, "checkpoint": str,
+                 "batch_position": list, "train_seconds": (int, float), "best_valid_bpc": (int, float, type(None))}
+
+
+def write_config(folder, config):
+    """Writes config.json of a run folder; returns config."""
+    write_json(Path(folder) / CONFIG, config)
+    return config
+
+
+def read_config(folder):
+    """The config.json of a run folder, its structure checked; UserError if there is none or it is damaged.
+    Its hyperparameters are checked by check_hparams, once the architecture is known."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise UserError(f"{folder}: no such run folder")
+    path = folder / CONFIG
+    if not path.exists():
+        raise UserError(f"{folder} holds no {CONFIG}, so no checkpoint of a training run")
+    try:
+        config = json.loads(path.read_text())
+    except (ValueError, OSError):
+        config = None
+    if not isinstance(config, dict):
+        raise UserError(f"{path} is damaged (not a run's JSON config); restore it, or train again with another --out")
+    for key, kind in _CONFIG_TYPES.items():
+        value = config.get(key)
+        if not isinstance(value, kind) or isinstance(value, bool):
+            raise UserError(f"{path} is damaged: {key} is {'missing' if value is None else repr(value)}; "
+                            f"restore it, or train again with another --out")
+    if config["step"] < 0 or not all(isinstance(p, int) and p >= 0 for p in config["batch_position"]):
+        raise UserError(f"{path} is damaged: a negative step or batch position; restore it, or train again")
+    config["saved"] = [s for s in config.get("saved", []) if isinstance(s, int)]
+    return config
+
+
+def check_hparams(config, folder, hparams):
+    """Checks config["hparams"] with the command line's rules for an architecture's hparams; settings that
+    later versions added take their defaults. UserError naming the first bad one."""
+    try:
+        config["hparams"] = settings.check_settings({**settings.defaults({}), **config["hparams"]}, hparams)
+    except UserError as e:
+        raise UserError(f"{Path(folder) / CONFIG} is damaged: {e}; restore it, or train again with another --out") \
+            from None
+    return config
+
+
+# ---------------------------------------------------------------------------------------------
+# Starting or resuming a run from the command line.
+# ---------------------------------------------------------------------------------------------
+def configure(architecture, hparams, argv):
+    """(hp, out, data_path, config or None): a run's settings from the command line argv and, with --resume,
+    from its folder. UserError for a folder that a new run must not use, or a resume that would change the model."""
+    args = vars(settings.build_parser(architecture, hparams).parse_args(argv))
+    out = Path(args.pop("out", f"checkpoints/{architecture.split('_')[0]}"))
+    resume = args.pop("resume", False)
+    data_path = args.pop("data", None)
+    if str(out) in ("", "."):
+        raise UserError("--out must name a run folder, not the current folder")
+    given = {k: v for k, v in args.items() if k in hparams or k in settings.LOOP_OPTIONS}
+    if not resume:
+        if out.exists() and not out.is_dir():
+            raise UserError(f"--out {out} is a file, not a folder; pass another --out")
+        earlier = earlier_run_files(out)
+        if earlier:
+            raise UserError(f"{out} already holds a run ({earlier}); pass --resume to continue it, "
+                            f"or --out DIR for a new one")
+        return {**settings.defaults(hparams), **given}, out, data_path, None
+    config = read_config(out)
+    if config["architecture"] != architecture:
+        raise UserError(f"{out} holds a run of {config['architecture']}, not {architecture}")
+    hp = check_hparams(config, out, hparams)["hparams"]
+    changed = [k for k, v in given.items() if k in hparams and k != "num_steps" and hp[k] != v]
+    if changed:
+        flag = "--" + changed[0].replace("_", "-")
+        raise UserError(f"--resume continues {out} with its saved {flag} {hp[changed[0]]}; "
+                        f"drop {flag} or start a new run with another --out")
+    hp = {**hp, **{k: v for k, v in given.items() if k in settings.LOOP_OPTIONS or k == "num_steps"}}
+    return hp, out, data_path, config
+
+
+def resumed_data(config, data_path):
+    """The --data a resumed run loads: the path given, else the one its config.json names (None: text8).
+    UserError if that file is gone."""
+    if data_path is not None or config["data"] == "text8":
+        return data_path
+    if not Path(config["data"]).exists():
+        raise UserError(f"the run's corpus {config['data']} is gone; pass --data with where it is now")
+    return config["data"]
+
+
+def check_corpus(config, ids, source):
+    """UserError unless the corpus ids is the one a resumed run trained on (runs before this check was made
+    record nothing, and are trusted)."""
+    if "data_sha1" in config and corpus_id(ids) != {k: config[k] for k in ("data_chars", "data_sha1")}:
+        raise UserError(f"{source} is not the text this run trained on ({config['data']}, "
+                        f"{config['data_chars']:,} characters); pass that text with --data")
+
+
+# ---------------------------------------------------------------------------------------------
+# Checkpoints.
+# ---------------------------------------------------------------------------------------------
+def _checkpoint_files(folder, step):
+    """The files the Saver writes for a step (and its temporary ones)."""
+    return list(Path(folder).glob(f"{PREFIX}-{step}.*")) + list(Path(folder).glob(f"{PREFIX}-{step}_temp*"))
+
+
+def _remove(paths):
+    for path in paths:
+        if path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+        elif path.exists():
+            path.unlink()
+
+
+def save_checkpoint(sess, model, folder, config, state, keep):
+    """Saves the variables and the carried state as model.ckpt-STEP in folder, then config.json naming it,
+    then deletes the checkpoints this run saved before the last keep. Returns the new config.
+
+    UserError if it cannot be saved (a full disk): the files of that step are removed, and config.json
+    still names the last good checkpoint.
+    """
+    folder, step = Path(folder), config["step"]
+    try:
+        model.saved_state.load(state, sess)
+        prefix = model.saver.save(sess, str(folder / PREFIX), global_step=step, write_meta_graph=False,
+                                  write_state=False)
+        saved = [s for s in config["saved"] if s != step] + [step]
+        new = write_config(folder, {**config, "checkpoint": Path(prefix).name, "saved": saved[-keep:]})
+    except (tf.errors.OpError, OSError) as e:
+        _remove(_checkpoint_files(folder, step))
+        reason = e.strerror if isinstance(e, OSError) else e.message.split(";")[0].split("\n")[0]
+        last = (f"the last good checkpoint is {config['checkpoint']} in {folder}" if config.get("checkpoint")
+                else "no checkpoint was saved before")
+        raise UserError(f"could not save step {step:,} in {folder} ({reason}); {last}") from None
+    for old in saved[:-keep]:
+        _remove(_checkpoint_files(folder, old))
+    return new
+
+
+def restore(sess, model, folder, config):
+    """Loads the checkpoint config.json names; returns the carried state. UserError if its files are missing,
+    damaged, or do not fit the graph."""
+    prefix = Path(folder) / config["checkpoint"]
+    if not Path(str(prefix) + ".index").exists():
+        raise UserError(f"{folder}: the checkpoint {config['checkpoint']} that {CONFIG} names is missing")
+    try:
+        model.saver.restore(sess, str(prefix))
+        sess.run(model.init_unsaved)
+        return sess.run(model.saved_state)
+    except tf.errors.NotFoundError:
+        raise UserError(f"{prefix}: its files are missing or do not hold this model's variables; the run "
+                        f"folder is damaged") from None
+    except tf.errors.OpError:
+        raise UserError(f"{prefix} is damaged or does not fit the model {CONFIG} describes") from None
+
+
+def load_run(folder, architectures, graph=None, finalize=True, restore_weights=True):
+    """(config, model, session) of the checkpoint a run folder's config.json names; UserError if unusable.
+
+    architectures: the modules of the architectures that can be loaded ({name: module}, each with HPARAMS
+    and GRAPHS). graph: "post" or "fast" (default: the run's own). finalize=False leaves the graph open for
+    more ops; restore_weights=False initialises it afresh instead.
+    """
+    for attempt in range(3):  # a training run may prune the checkpoint between reading config.json and loading it
+        config = read_config(folder)
+        if config["architecture"] not in architectures:
+            raise UserError(f"{Path(folder) / CONFIG} names the architecture {config['architecture']!r}; "
+                            f"known ones are {', '.join(architectures)}")
+        module = architectures[config["architecture"]]
+        hp = check_hparams(config, folder, module.HPARAMS)["hparams"]
+        model = module.GRAPHS[graph or hp["graph"]](hp)
+        if finalize:
+            model.graph.finalize()
+        sess = sessions.new_session(model)
+        if not restore_weights:
+            sess.run(model.init)
+            return config, model, sess
+        try:
+            restore(sess, model, folder, config)
+            return config, model, sess
+        except UserError:
+            sess.close()
+            if attempt == 2 or read_config(folder)["checkpoint"] == config["checkpoint"]:
+                raise

@@ -1,0 +1,183 @@
+"""Running a built graph: the Session's threads, fast Session callables, and the Evaluator and Sampler that
+score held-out text and generate text with a model's evaluation and sampling branches.
+"""
+import os
+import sys
+
+import numpy as np
+
+import data
+import graphs
+from graphs import tf
+
+try:  # TensorFlow's internal protobuf path; if it moves, make_callable falls back to the public API
+    from tensorflow.core.protobuf.config_pb2 import CallableOptions
+except ImportError:
+    CallableOptions = None
+
+EVAL_MIN_SPAN = 2000  # characters a stream covers at least, so that few predictions start without context
+
+
+# ---------------------------------------------------------------------------------------------
+# Threads: from the cores this process may use.
+# ---------------------------------------------------------------------------------------------
+def cores():
+    """The CPU cores this process may use (its affinity, where the platform tells it)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        return os.cpu_count() or 1
+
+
+def threads(hp):
+    """The CPU threads a run uses: hp["threads"], or every core this process may use when it is 0."""
+    return hp.get("threads") or cores()
+
+
+def chains(hp):
+    """How many independent chains fast.recurrence cuts a batch into: one per thread.
+
+    A small model's step is bound by the cost of each op along the recurrence's critical path, which more
+    chains do not shorten; a wide model's by its matmuls, which one chain per core splits with no
+    synchronisation inside an op (measured on 2 cores: README, Performance).
+    """
+    return threads(hp)
+
+
+def session_config(hp):
+    """One thread per op and as many ops at a time as there are threads (each chain of the recurrence gets
+    a core). Grappler's arithmetic optimizer is off: it folds the transposed W that the recurrence's backward
+    pass makes once back into every matmul (transpose_b=True), a form oneDNN runs at half speed.
+
+    These pools are the CPU's; on a GPU, TensorFlow places the ops itself.
+    """
+    config = tf.ConfigProto(intra_op_parallelism_threads=1, inter_op_parallelism_threads=threads(hp))
+    rewrite = config.graph_options.rewrite_options
+    rewrite.arithmetic_optimization = rewrite.OFF
+    return config
+
+
+def new_session(model):
+    """A Session on a model's graph with the run's thread settings."""
+    return tf.Session(graph=model.graph, config=session_config(model.hp))
+
+
+# ---------------------------------------------------------------------------------------------
+# Session callables.
+# ---------------------------------------------------------------------------------------------
+_said_fallback = []
+
+
+def make_callable(sess, fetches, feeds):
+    """A function that runs fetches (tensors, or ops to run) with the feeds given positionally; it returns
+    the fetched tensors' values. Feed arrays must have the placeholders' exact dtype.
+
+    Session.make_callable with a feed list falls back to Session.run, whose Python side costs ~300 us a
+    call; TF's CallableOptions path (the one Keras 2 used) runs the same step for ~75 us: it matters once per
+    training step and once per sampled character. That path is private API: where it is missing, this falls
+    back to the public Session.make_callable, says so once, and works, slower.
+    """
+    tensors = [f for f in fetches if isinstance(f, tf.Tensor)]
+    ops = [f for f in fetches if isinstance(f, tf.Operation)]
+    make_from_options = getattr(sess, "_make_callable_from_options", None)
+    if CallableOptions is not None and make_from_options is not None:
+        options = CallableOptions()
+        options.feed.extend(t.name for t in feeds)
+        options.fetch.extend(t.name for t in tensors)
+        options.target.extend(op.name for op in ops)
+        return make_from_options(options)
+    if not _said_fallback:
+        print("note: TensorFlow's fast Session callables are missing from this version; using "
+              "Session.make_callable (slower)", file=sys.stderr)
+        _said_fallback.append(True)
+    run = sess.make_callable(tensors + ops, feed_list=feeds)
+    return lambda *values: run(*values)[:len(tensors)]
+
+
+# ---------------------------------------------------------------------------------------------
+# Evaluation and sampling.
+# ---------------------------------------------------------------------------------------------
+class Evaluator:
+    """Scores held-out text with a model's evaluation branch. Made once per session and reused: creating the
+    Session callables of the 100-step evaluation graph takes ~0.2 s each, as long as evaluating 100,000
+    characters, so the training loop makes them before its first step rather than at every validation."""
+
+    def __init__(self, sess, model):
+        feeds = [model.eval_inputs, model.eval_labels, model.eval_weights, model.eval_state]
+        self._runs = {forced: make_callable(sess, fetches, feeds) for forced, fetches in model.eval_fetches.items()}
+        self._state_size = model.state_size
+
+    def __call__(self, ids, teacher_forced=False):
+        """Mean cross-entropy in nats per character of the text ids, predicting each character from the ones
+        before.
+
+        teacher_forced (Arch 2 only): feed back the true previous characters instead of the model's own outputs.
+
+        The text is cut into up to EVAL_STREAMS contiguous streams of at least EVAL_MIN_SPAN characters, run
+        side by side; each stream starts from the zero state, and the padding that fills the last run is masked.
+        """
+        ids = np.asarray(ids, dtype=np.int32)
+        n = len(ids) - 1  # predictions: ids[1:] from ids[:-1]
+        if n < 1:
+            raise data.DataError(f"a held-out split of {len(ids)} characters is too short to evaluate")
+        streams_, unrollings = graphs.EVAL_STREAMS, graphs.EVAL_UNROLLINGS
+        used = min(streams_, -(-n // EVAL_MIN_SPAN))  # streams that carry text; the others are all padding
+        span = -(-n // used)  # characters per stream
+        runs = -(-span // unrollings)  # each stream is padded at its end to a whole number of runs
+
+        def streams(values, dtype):
+            flat = np.zeros(used * span, dtype)
+            flat[:n] = values
+            padded = np.zeros((streams_, runs * unrollings), dtype)
+            padded[:used, :span] = flat.reshape(used, span)
+            return padded.T  # [time, stream]
+
+        inputs, labels, weights = streams(ids[:-1], np.int32), streams(ids[1:], np.int32), streams(1.0, np.float32)
+        run = self._runs[teacher_forced]
+        state = np.zeros([streams_, self._state_size], np.float32)
+        total = 0.0
+        for t in range(0, runs * unrollings, unrollings):
+            chunk = slice(t, t + unrollings)
+            nats, state = run(inputs[chunk], labels[chunk], weights[chunk], state)
+            total += float(nats)
+        return total / n
+
+
+class Sampler:
+    """Generates text with a model's batch-1 sampling branch, one Session run per character."""
+
+    def __init__(self, sess, model):
+        self._sess, self._reset = sess, model.reset_sample_state
+        self._run = make_callable(sess, [model.sample_prediction, model.sample_logits],
+                                  [model.sample_input, model.temperature])
+
+    def generate(self, length, rng, prime="", temperature=1.0, argmax=False):
+        """length characters drawn from the model after feeding it prime (the prime is not part of the result)."""
+        return "".join(self.characters(length, rng, prime, temperature, argmax))
+
+    def characters(self, length, rng, prime="", temperature=1.0, argmax=False):
+        """The characters of generate(), one at a time as they are drawn.
+
+        Without a prime the first character is drawn from a random distribution over the alphabet, as the
+        post does, and counts towards length.
+        """
+        temperature = np.float32(temperature)
+
+        def step(char_id):  # feeds one character; returns the next one's distribution and logits
+            return self._run(data.vec2mat(data.one_hot(char_id)), temperature)
+
+        self._sess.run(self._reset)
+        if prime:
+            for char in prime:
+                prediction, logits = step(data.char2id(char))
+        elif length:
+            char_id = data.sample_distribution(data.random_distribution(rng), rng)
+            yield data.id2char(char_id)
+            length -= 1
+            if length:
+                prediction, logits = step(char_id)
+        for i in range(length):
+            char_id = int(np.argmax(logits)) if argmax else data.sample_distribution(prediction, rng)
+            yield data.id2char(char_id)
+            if i < length - 1:
+                prediction, logits = step(char_id)
