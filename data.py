@@ -228,6 +228,8 @@ def _read_bytes(path):
                 raw = z.read(name)
         except (zipfile.BadZipFile, EOFError) as e:
             raise DataError(f"{path}: the zip is damaged ({e}); unzip it by hand and pass the text") from None
+        except (RuntimeError, NotImplementedError) as e:  # encrypted, or compressed in a way Python cannot read
+            raise DataError(f"{path}: the zip cannot be read here ({e}); unzip it by hand and pass the text") from None
         if name == TEXT8_MEMBER and len(raw) == TEXT8_SIZE:  # it claims to be text8: check it is
             digest = hashlib.sha1(raw).hexdigest()
             if digest != TEXT8_SHA1:
@@ -244,6 +246,8 @@ def load_text(path, log=print):
         raise DataError(f"{path}: no such file; pass --data PATH to a text file or a text8 zip")
     if path.is_dir():
         raise DataError(f"{path} is a folder; pass --data PATH to a text file or a text8 zip")
+    if not path.is_file():  # a FIFO would wait for a writer forever, /dev/zero never ends
+        raise DataError(f"{path} is not a regular file; pass --data PATH to a text file or a text8 zip")
     try:
         raw = _read_bytes(path)
     except OSError as e:
@@ -263,6 +267,9 @@ def load_text(path, log=print):
             f"to spaces): {len(text):,} characters kept")
     if not re.search("[a-z]", text):
         raise DataError(f"{path} holds no letters a-z after cleaning; pass a file with English text")
+    if len(set(text)) < 2:
+        raise DataError(f"{path} holds a single character, {text[0]!r}, repeated: there is nothing to predict; "
+                        f"pass a file with English text")
     return text
 
 

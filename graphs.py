@@ -137,7 +137,7 @@ class Model:
 
             # Checkpoints hold the weights, the optimizer's slots, the step and the carried state; the
             # sampling state is scratch space.
-            saved = [v for v in tf.global_variables() if v is not saved_sample_state]
-            self.saver = tf.train.Saver(var_list=saved, max_to_keep=None)
+            self.saved_variables = [v for v in tf.global_variables() if v is not saved_sample_state]
+            self.saver = tf.train.Saver(var_list=self.saved_variables, max_to_keep=None)
             self.init_unsaved = saved_sample_state.initializer
             self.init = tf.global_variables_initializer()

@@ -63,7 +63,7 @@ def earlier_run_files(folder):
     folder = Path(folder)
     if not folder.is_dir():
         return None
-    for pattern in (CONFIG, RESULTS, PREFIX + "*", "checkpoint", f"{BEST}/*"):
+    for pattern in (PREFIX + "*", f"{BEST}/{PREFIX}*", "checkpoint", CONFIG, RESULTS):
         for path in sorted(folder.glob(pattern)):
             return str(path.relative_to(folder))
     return None
@@ -221,6 +221,14 @@ def _remove(paths):
             path.unlink()
 
 
+def _reason(error):
+    """The operating system's words in a TensorFlow error ("No space left on device"), or its kind."""
+    for line in error.message.splitlines():
+        if "; " in line and not line.startswith((" ", "\t")):
+            return line.rsplit("; ", 1)[1].strip()
+    return type(error).__name__
+
+
 def save_checkpoint(sess, model, folder, config, state, keep):
     """Saves the variables and the carried state as model.ckpt-STEP in folder, then config.json naming it,
     then deletes the checkpoints this run saved before the last keep. Returns the new config.
@@ -229,6 +237,7 @@ def save_checkpoint(sess, model, folder, config, state, keep):
     still names the last good checkpoint.
     """
     folder, step = Path(folder), config["step"]
+    before = set(_checkpoint_files(folder, step))  # what is there already is not this save's to clean up
     try:
         model.saved_state.load(state, sess)
         prefix = model.saver.save(sess, str(folder / PREFIX), global_step=step, write_meta_graph=False,
@@ -236,8 +245,8 @@ def save_checkpoint(sess, model, folder, config, state, keep):
         saved = [s for s in config["saved"] if s != step] + [step]
         new = write_config(folder, {**config, "checkpoint": Path(prefix).name, "saved": saved[-keep:]})
     except (tf.errors.OpError, OSError) as e:
-        _remove(_checkpoint_files(folder, step))
-        reason = e.strerror if isinstance(e, OSError) else e.message.split(";")[0].split("\n")[0]
+        _remove(set(_checkpoint_files(folder, step)) - before)
+        reason = e.strerror if isinstance(e, OSError) else _reason(e)
         last = (f"the last good checkpoint is {config['checkpoint']} in {folder}" if config.get("checkpoint")
                 else "no checkpoint was saved before")
         raise UserError(f"could not save step {step:,} in {folder} ({reason}); {last}") from None
@@ -253,6 +262,12 @@ def restore(sess, model, folder, config):
     if not Path(str(prefix) + ".index").exists():
         raise UserError(f"{folder}: the checkpoint {config['checkpoint']} that {CONFIG} names is missing")
     try:
+        shapes = tf.train.NewCheckpointReader(str(prefix)).get_variable_to_shape_map()
+        for variable in model.saved_variables:  # restoring does not check the shapes of resource variables
+            name, shape = variable.op.name, variable.shape.as_list()
+            if shapes.get(name, shape) != shape:
+                raise UserError(f"{prefix} does not fit the model {CONFIG} describes: {name} is {shapes[name]} "
+                                f"in the checkpoint, {shape} in the model")
         model.saver.restore(sess, str(prefix))
         sess.run(model.init_unsaved)
         return sess.run(model.saved_state)

@@ -124,11 +124,12 @@ def save(sess, model, out, config, state, batches, step, seconds, valid_bpc=None
     best = valid_bpc is not None and (config["best_valid_bpc"] is None or valid_bpc < config["best_valid_bpc"])
     if best:
         config.update(best_valid_bpc=valid_bpc, best_step=step)
-    if best:
+    config = runs.save_checkpoint(sess, model, out, config, state, config["hparams"]["keep"])
+    if best:  # best/ holds one checkpoint, with its own config.json
         (out / runs.BEST).mkdir(exist_ok=True)
         runs.save_checkpoint(sess, model, out / runs.BEST, {**config, "saved": config.get("best_saved", [])}, state, 1)
-        config["best_saved"] = [step]
-    return runs.save_checkpoint(sess, model, out, config, state, config["hparams"]["keep"])
+        config = runs.write_config(out, {**config, "best_saved": [step]})
+    return config
 
 
 def diverged(what, step, config, out):
@@ -161,8 +162,8 @@ def train(architecture, hparams, graphs_by_name, argv, log=print):
     line argv; returns the results dictionary."""
     hp, out, data_path, config = runs.configure(architecture, hparams, argv)
     out.mkdir(parents=True, exist_ok=True)
+    runs.check_writable(out)  # a read-only folder or a full disk is found now, not at the first save
     with runs.lock(out):
-        runs.check_writable(out)
         return run(architecture, graphs_by_name[hp["graph"]], hp, out, data_path, config, log)
 
 
@@ -217,9 +218,10 @@ def run(architecture, build_graph, hp, out, data_path, config, log):
         while step < hp["num_steps"] and not stop.signal:
             loss, learning_rate, grad_norm, state = train_step(batches.next_ids(), state)
             step += 1
-            if not math.isfinite(loss):
+            if not (math.isfinite(loss) and math.isfinite(grad_norm)):  # the weights are not worth saving
                 bar.close()
-                raise diverged(f"the loss became {loss}", step, config, out)
+                raise diverged(f"the {'loss' if not math.isfinite(loss) else 'gradient norm'} became "
+                               f"{loss if not math.isfinite(loss) else grad_norm}", step, config, out)
             period.add(loss, grad_norm)
             bar.update(1)
 

@@ -1,5 +1,7 @@
 """The alphabet helpers, text8-rule cleaning, loading --data files, and the split."""
+import os
 import zipfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -190,3 +192,42 @@ def test_a_zip_claiming_to_be_text8_is_checked(tmp_path):
     with pytest.raises(data.DataError, match="SHA-1 .* expected " + data.TEXT8_SHA1) as e:
         data.load_text(z)
     assert "download it again" in str(e.value) and "\n" not in str(e.value)
+
+
+def zip_with_header_changed(path, flag=None, method=None):
+    """A zip of one text member whose headers claim an encryption flag or a compression method Python lacks."""
+    with zipfile.ZipFile(path, "w") as f:
+        f.writestr("book.txt", "some english text")
+    raw = bytearray(path.read_bytes())
+    for signature, offset in ((b"PK\x03\x04", 6), (b"PK\x01\x02", 8)):  # local header, central directory
+        at = raw.index(signature)
+        if flag is not None:
+            raw[at + offset:at + offset + 2] = flag.to_bytes(2, "little")
+        if method is not None:
+            raw[at + offset + 2:at + offset + 4] = method.to_bytes(2, "little")
+    path.write_bytes(bytes(raw))
+    return path
+
+
+@pytest.mark.parametrize("flag, method", [(1, None), (None, 99)], ids=["encrypted", "unknown-compression"])
+def test_zips_python_cannot_read_are_one_line_errors(tmp_path, flag, method):
+    path = zip_with_header_changed(tmp_path / "book.zip", flag, method)
+    with pytest.raises(data.DataError, match="the zip cannot be read here") as e:
+        data.load_text(path)
+    assert "\n" not in str(e.value) and "unzip it by hand" in str(e.value)
+
+
+def test_a_single_repeated_character_is_said_to_be_the_data(tmp_path):
+    path = tmp_path / "a.txt"
+    path.write_text("a" * 5000)
+    with pytest.raises(data.DataError, match="a single character, 'a', repeated: there is nothing to predict"):
+        data.load_text(path)
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="FIFOs are POSIX")
+def test_special_files_are_refused_before_reading(tmp_path):
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)  # opening it would wait for a writer forever
+    for path in (fifo, Path("/dev/zero")):  # /dev/zero would be read until memory runs out
+        with pytest.raises(data.DataError, match="is not a regular file"):
+            data.load_text(path)

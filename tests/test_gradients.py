@@ -124,3 +124,22 @@ def test_training_curves(runs, tmp_path, capsys):
     assert plot.main([str(tmp_path / "empty")]) == 1
     err = capsys.readouterr().err
     assert "no TensorBoard event files" in err and err.count("\n") == 1
+
+
+@pytest.mark.parametrize("tool", ["gradients", "plot"])
+def test_figure_paths_are_checked_before_the_work(tool, runs, tmp_path, capsys):
+    main, flag, prog = (gradients.main, "--plot", "gradients.py") if tool == "gradients" else (plot.main, "--out", "plot.py")
+    cases = [(tmp_path / "missing" / "g.png", "the folder"), (tmp_path / "g.jpeg", "must end in .png, .pdf, .svg"),
+             (tmp_path / "g", "must end in .png")]
+    for path, message in cases:
+        assert main([str(runs / "one"), flag, str(path)]) == 1
+        err = capsys.readouterr().err
+        assert message in err and err.count("\n") == 1 and err.startswith(f"{prog}: error: "), err
+        assert not path.exists()
+    folder = tmp_path / "figures"  # a folder: the default name inside it, and said so
+    folder.mkdir()
+    assert main([str(runs / "one"), flag, str(folder)]) == 0
+    name = "gradients.png" if tool == "gradients" else "curves.png"
+    assert (folder / name).read_bytes()[:4] == b"\x89PNG" and f"wrote {folder / name}" in capsys.readouterr().out
+    assert main([str(runs / "one"), flag, str(tmp_path / "g.svg")]) == 0
+    assert (tmp_path / "g.svg").read_text().lstrip().startswith("<?xml") and not list(tmp_path.glob(".*tmp*"))

@@ -1,6 +1,11 @@
 """sample.py on runs of both architectures: options, repeatability, temperature, the distribution, errors."""
 import json
 import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -158,3 +163,35 @@ def test_a_prime_with_uppercase_and_digits_is_cleaned_and_said(run_dir, capsys):
     lines, err = samples(capsys, "--checkpoint", run_dir, "--length", 5, "--prime", "The 2 ", "--seed", 1)
     assert lines[0].startswith("the two ") and len(lines[0]) == len("the two ") + 5
     assert "--prime cleaned with the text8 rules to 'the two '" in err
+
+
+def test_the_smallest_temperature_is_argmax_not_nan(run_dir, capsys):
+    cold, _ = samples(capsys, "--checkpoint", run_dir, "--length", 60, "--prime", "one ", "--temperature", 1e-6,
+                      "--seed", 2)
+    greedy, _ = samples(capsys, "--checkpoint", run_dir, "--length", 60, "--prime", "one ", "--argmax")
+    assert cold == greedy
+
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX pipes and signals")
+def test_output_into_a_closed_pipe_ends_quietly(run_dir):
+    done = subprocess.run(f"{sys.executable} sample.py --checkpoint {run_dir} --length 200 --num-samples 5000 "
+                          f"--seed 1 | head -2", shell=True, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert len(done.stdout.splitlines()) == 2 and "Traceback" not in done.stderr
+    assert "Error" not in done.stderr
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+def test_ctrl_c_prints_the_text_made_so_far(run_dir):
+    proc = subprocess.Popen([sys.executable, "sample.py", "--checkpoint", str(run_dir), "--length", "100000000",
+                             "--seed", "1"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    for line in proc.stderr:  # "sample.py: arch... at step ...": generating has begun
+        if "at step" in line:
+            break
+    time.sleep(2)
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and "Traceback" not in stderr
+    assert len(stdout.strip()) > 100 and set(stdout.strip()) <= ALPHABET

@@ -1,10 +1,12 @@
 """The Session loop through the command line: outputs, checkpoints, resume, Ctrl-C, NaN, every option, errors."""
 import json
 import math
+import os
 import signal
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -12,8 +14,9 @@ import pytest
 
 import arch1_hidden
 import data
+import sessions
 import training
-from helpers import TINY, variables, write_corpus
+from helpers import TINY, hparams, write_corpus
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -143,7 +146,8 @@ def test_every_option_reaches_the_run(corpus, tmp_path, capsys):
     options = {"--batch-size": 5, "--num-nodes": 6, "--num-unrollings": 7, "--activation": "tanh",
                "--combine": "add", "--optimizer": "adam", "--learning-rate": 0.02, "--decay-steps": 5,
                "--decay-rate": 0.5, "--clip-norm": 2.0, "--num-steps": 12, "--summary-frequency": 4,
-               "--eval-frequency": 3, "--valid-chars": 300, "--keep": 2, "--seed": 7}
+               "--eval-frequency": 3, "--valid-chars": 300, "--keep": 2, "--seed": 7, "--threads": 1,
+               "--graph": "post"}
     argv = ["--data", corpus, "--out", out, "--no-staircase"] + [str(x) for kv in options.items() for x in kv]
     assert run(argv) == 0
     printed = capsys.readouterr().out
@@ -181,6 +185,17 @@ def test_the_same_seed_repeats_a_run_and_another_seed_does_not(corpus, tmp_path)
     (["--optimizer", "rmsprop"], "argument --optimizer: invalid choice"),
     (["--seed", "-1"], "argument --seed: -1 is out of range: it must be at least 0"),
     (["--num-units", "5"], "unrecognized arguments: --num-units 5"),
+    (["--num-nodes", "100000000"], "argument --num-nodes: 100000000 is out of range: it must be at least 1 and at "
+                                   "most 4,096"),
+    (["--batch-size", "1e30"], "argument --batch-size: '1e30' is not an integer"),
+    (["--num-steps", str(10 ** 30)], "argument --num-steps: 1000000000000000000000000000000 is out of range"),
+    (["--learning-rate", "1e308"], "argument --learning-rate: 1e308 is out of range: it must be at least 1e-08 and "
+                                   "at most 10000"),
+    (["--learning-rate", "1e-300"], "argument --learning-rate: 1e-300 is out of range"),
+    (["--clip-norm", "1e308"], "argument --clip-norm: 1e308 is out of range"),
+    (["--valid-chars", "1"], "argument --valid-chars: 1 is out of range: it must be at least 2"),
+    (["--graph", "slow"], "argument --graph: invalid choice: 'slow'"),
+    (["--threads", "-1"], "argument --threads: -1 is out of range: it must be at least 0"),
 ])
 def test_bad_values_are_one_line_errors(argv, message, capsys):
     with pytest.raises(SystemExit) as e:
@@ -201,6 +216,7 @@ def test_bad_data_and_folders_are_one_line_errors(corpus, tmp_path, capsys):
         (["--resume", "--out", tmp_path / "nowhere"], "nowhere: no such run folder"),
         (["--resume", "--out", tmp_path / "emptydir"], "emptydir holds no config.json"),
         (["--data", corpus, "--out", tmp_path / "empty.txt"], "empty.txt is a file, not a folder"),
+        (["--data", corpus, "--out", ""], "--out must name a run folder, not the current folder"),
     ]
     for argv, message in cases:
         assert run(["--out", tmp_path / "out", *argv]) == 1  # a later --out wins
@@ -259,3 +275,56 @@ def test_ctrl_c_saves_a_checkpoint_that_resume_continues(corpus, tmp_path):
     assert not (out / "results.json").exists()
     assert run(["--out", out, "--resume", "--num-steps", step + 10]) == 0
     assert json.loads((out / "results.json").read_text())["steps"] == step + 10
+
+
+def test_threads_come_from_the_cores_this_process_may_use():
+    auto = sessions.cores()
+    if hasattr(os, "sched_getaffinity"):
+        assert auto == len(os.sched_getaffinity(0))
+    for option, threads in ((0, auto), (1, 1), (3, 3)):
+        hp = {"threads": option}
+        config = sessions.session_config(hp)
+        assert (config.intra_op_parallelism_threads, config.inter_op_parallelism_threads) == (1, threads)
+        assert sessions.chains(hp) == threads
+
+
+def test_fast_graph_cuts_the_batch_into_one_chain_per_thread():
+    for threads, rows in ((1, [5]), (2, [3, 2]), (3, [2, 2, 1])):
+        model = arch1_hidden.GRAPHS["fast"](hparams(arch1_hidden, batch_size=5, num_nodes=4, num_unrollings=3,
+                                                    combine="add", threads=threads))
+        cuts = [op for op in model.graph.get_operations() if op.type == "SplitV"
+                and op.inputs[0].name == model.initial_state.name]  # the carried state, cut into the chains
+        assert len(cuts) == 1 and [o.shape[0] for o in cuts[0].outputs] == rows, threads
+
+
+def test_report_lines_reach_a_log_file_as_they_are_printed(corpus, tmp_path):
+    log = tmp_path / "train.log"
+    with open(log, "w") as f:  # python arch1_hidden.py > train.log &, then tail -f train.log
+        proc = subprocess.Popen([sys.executable, "arch1_hidden.py", "--data", str(corpus), "--out", str(tmp_path / "run"),
+                                 *TINY, "--eval-frequency", "100000", "--num-steps", "10000000"],
+                                cwd=ROOT, stdout=f, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.time() + 120
+        while "step " not in log.read_text() and time.time() < deadline and proc.poll() is None:
+            time.sleep(0.2)
+        assert proc.poll() is None and "step " in log.read_text()  # the line is there while the run goes on
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.communicate(timeout=120)
+    assert proc.returncode == 130 and "interrupted: saved step" in log.read_text()
+
+
+def test_private_tensorflow_api_missing_falls_back_and_still_works(corpus, tmp_path, capsys, monkeypatch):
+    import sample
+    monkeypatch.setattr(sessions, "CallableOptions", None)  # as if TensorFlow moved its internal protobuf
+    monkeypatch.setattr(sessions, "_said_fallback", [])
+    out = tmp_path / "run"
+    assert run(["--data", corpus, "--out", out, *TINY, "--num-steps", 40]) == 0
+    assert sample.main(["--checkpoint", str(out), "--length", "30", "--seed", "1"]) == 0
+    printed, err = capsys.readouterr()
+    assert err.count("fast Session callables are missing") == 1  # said once, for the whole process
+    assert len(printed.splitlines()[-1]) == 30
+    monkeypatch.undo()  # the fast callables again
+    fast_out = tmp_path / "fast"
+    assert run(["--data", corpus, "--out", fast_out, *TINY, "--num-steps", 40]) == 0
+    assert checkpoint_values(out)["U"].tolist() == checkpoint_values(fast_out)["U"].tolist()  # the same run

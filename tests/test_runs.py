@@ -1,0 +1,305 @@
+"""Run folders under stress: nothing lost, nothing that reads as a crash. A new run refuses an old run's
+folder, pruning deletes only what the run wrote, saves that fail leave the last good checkpoint named,
+signals save before stopping, two trainings cannot share a folder, and damaged or hand-edited folders are
+one-line errors in every tool."""
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import arch1_hidden
+import gradients
+import runs
+import sample
+import sessions
+import training
+from helpers import TINY, write_corpus
+
+ROOT = Path(__file__).resolve().parent.parent
+POSIX_SIGNALS = pytest.mark.skipif(sys.platform == "win32", reason="SIGTERM is not delivered this way on Windows")
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    return write_corpus(tmp_path_factory.mktemp("corpus") / "words.txt")
+
+
+@pytest.fixture(scope="module")
+def trained(corpus, tmp_path_factory):
+    """A finished run of 40 steps (checkpoints at 20 and 40), to copy and damage."""
+    out = tmp_path_factory.mktemp("trained") / "run"
+    assert train(["--data", corpus, "--out", out, *TINY, "--num-steps", 40]) == 0
+    return out
+
+
+def train(argv):
+    return arch1_hidden.main([str(a) for a in argv])
+
+
+def one_line_error(capsys, prefix="arch1_hidden.py: error: "):
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith(prefix) and "Traceback" not in err, err
+    return err
+
+
+def copy(run, tmp_path, name="copy"):
+    return Path(shutil.copytree(run, tmp_path / name))
+
+
+def files(folder):
+    return sorted(str(p.relative_to(folder)) for p in Path(folder).rglob("*") if p.is_file() and p.name != ".lock")
+
+
+def config_of(folder):
+    return json.loads((Path(folder) / "config.json").read_text())
+
+
+def edit_config(folder, **changes):
+    config = config_of(folder)
+    for key, value in changes.items():
+        target, key = (config["hparams"], key[3:]) if key.startswith("hp_") else (config, key)
+        if value is KeyError:
+            del target[key]
+        else:
+            target[key] = value
+    (Path(folder) / "config.json").write_text(json.dumps(config))
+
+
+# ---------------------------------------------------------------------------------------------
+# Work lost.
+# ---------------------------------------------------------------------------------------------
+def test_a_new_run_refuses_a_folder_that_holds_checkpoints(trained, corpus, tmp_path, capsys):
+    folder = copy(trained, tmp_path)
+    (folder / "config.json").unlink()  # as the damaged-config message used to invite: "train again"
+    before = {p: (folder / p).read_bytes() for p in files(folder)}
+    assert train(["--data", corpus, "--out", folder, *TINY, "--num-steps", 20]) == 1
+    err = one_line_error(capsys)
+    assert "already holds a run (model.ckpt-" in err and "--resume" in err
+    assert {p: (folder / p).read_bytes() for p in files(folder)} == before
+
+
+def test_pruning_deletes_only_the_checkpoints_the_run_wrote(trained, tmp_path):
+    folder = copy(trained, tmp_path)
+    strangers = ["model.ckpt-best.index", "model.ckpt-5.index", "model.ckpt-notes.txt"]
+    for name in strangers:
+        (folder / name).write_text("not the run's")
+    assert train(["--out", folder, "--resume", "--num-steps", 100, "--keep", 2]) == 0
+    kept = sorted(p.name for p in folder.glob("model.ckpt-*"))
+    assert kept == sorted(strangers + [f"model.ckpt-{s}.{e}" for s in (80, 100)
+                                       for e in ("data-00000-of-00001", "index")])
+    assert config_of(folder)["saved"] == [80, 100]
+    best = config_of(folder / "best")
+    assert sorted(p.name for p in (folder / "best").glob("model.ckpt-*.index")) == [best["checkpoint"] + ".index"]
+
+
+def test_a_large_finite_loss_is_reported_not_a_crash(corpus, tmp_path, capsys, monkeypatch):
+    real_step = training.TRAIN_STEPS["fast"]
+
+    def huge_loss_at_20(sess, model):
+        run, calls = real_step(sess, model), []
+
+        def step(*args):
+            calls.append(1)
+            loss, *rest = run(*args)
+            return (np.float32(1e30) if len(calls) == 20 else loss, *rest)
+        return step
+
+    monkeypatch.setitem(training.TRAIN_STEPS, "fast", huge_loss_at_20)
+    real_call = sessions.Evaluator.__call__
+    monkeypatch.setattr(sessions.Evaluator, "__call__", lambda self, ids, teacher_forced=False:
+                        1e4 if len(ids) > 500 else real_call(self, ids, teacher_forced))  # the final splits
+    out = tmp_path / "run"
+    assert train(["--data", corpus, "--out", out, *TINY, "--num-steps", 20]) == 0
+    printed = capsys.readouterr().out
+    assert "ppl    inf" in printed and "perplexity inf" in printed
+    results = json.loads((out / "results.json").read_text())
+    assert results["valid_perplexity"] == float("inf") and config_of(out)["step"] == 20
+
+
+def test_ctrl_c_during_the_final_evaluation_keeps_the_last_steps(corpus, tmp_path, capsys, monkeypatch):
+    def interrupted(*args):
+        raise KeyboardInterrupt
+
+    out = tmp_path / "run"
+    with monkeypatch.context() as patch:
+        patch.setattr(training, "final_score", interrupted)
+        assert train(["--data", corpus, "--out", out, *TINY, "--eval-frequency", 1000, "--num-steps", 30]) == 130
+    printed = capsys.readouterr().out
+    assert "interrupted during the final evaluation: step 30 is saved" in printed
+    assert config_of(out)["step"] == 30 and not (out / "results.json").exists()
+    assert train(["--out", out, "--resume"]) == 0  # evaluates what was saved, trains nothing
+    assert "trained 0 steps" in capsys.readouterr().out
+    assert json.loads((out / "results.json").read_text())["steps"] == 30
+
+
+def start(args):
+    proc = subprocess.Popen([sys.executable, "-u", *map(str, args)], cwd=ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    watchdog = threading.Timer(120, proc.kill)  # never hang the suite
+    watchdog.start()
+    return proc, watchdog
+
+
+@POSIX_SIGNALS
+def test_sigterm_saves_and_stops_like_ctrl_c(corpus, tmp_path):
+    out = tmp_path / "run"
+    proc, watchdog = start(["arch1_hidden.py", "--data", corpus, "--out", out, *TINY, "--eval-frequency", 100000,
+                            "--num-steps", 10_000_000])
+    for line in proc.stdout:
+        if line.split()[:2] == ["step", "30/10,000,000"]:
+            break
+    proc.send_signal(signal.SIGTERM)
+    stdout, stderr = proc.communicate(timeout=120)
+    watchdog.cancel()
+    assert proc.returncode == 128 + signal.SIGTERM and "Traceback" not in stderr, stderr
+    step = config_of(out)["step"]
+    assert step >= 30 and f"interrupted: saved step {step:,}" in stdout
+
+
+@POSIX_SIGNALS
+def test_ctrl_c_while_tensorflow_loads_exits_quietly(corpus, tmp_path):
+    proc, watchdog = start(["arch1_hidden.py", "--data", corpus, "--out", tmp_path / "run"])
+    time.sleep(0.6)  # inside `import tensorflow`, which takes seconds
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=60)
+    watchdog.cancel()
+    assert proc.returncode == 130 and stderr == "" and stdout == ""
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_folder_that_cannot_be_written_is_found_at_start(trained, tmp_path, capsys, monkeypatch):
+    folder = copy(trained, tmp_path)
+
+    def read_only(*args, **kwargs):
+        raise PermissionError(13, "Permission denied")  # what a read-only folder gives (root ignores chmod)
+
+    monkeypatch.setattr(runs.tempfile, "TemporaryFile", read_only)
+    before = files(folder)
+    assert train(["--out", folder, "--resume", "--num-steps", 60]) == 1
+    assert "cannot write in" in one_line_error(capsys) and files(folder) == before
+
+
+def test_a_failed_save_names_the_last_good_checkpoint(trained, tmp_path, capsys):
+    folder = copy(trained, tmp_path)
+    (folder / "model.ckpt-60.index").mkdir()  # the index cannot be written: a real failure of the Saver
+    assert train(["--out", folder, "--resume", "--num-steps", 80, "--eval-frequency", 20]) == 1
+    err = one_line_error(capsys)
+    assert "could not save step 60" in err and "the last good checkpoint is model.ckpt-40" in err
+    assert config_of(folder)["checkpoint"] == "model.ckpt-40"
+    assert (folder / "model.ckpt-60.index").is_dir()  # not the run's to delete
+    assert not list(folder.glob("model.ckpt-60.data*")) and not list(folder.glob("*.tmp"))
+
+
+def test_two_trainings_cannot_share_a_folder(trained, tmp_path, capsys):
+    folder = copy(trained, tmp_path)
+    with runs.lock(folder):  # as a training run in another process holds it
+        assert train(["--out", folder, "--resume", "--num-steps", 60]) == 1
+        err = one_line_error(capsys)
+    assert f"is in use by another training run (pid {os.getpid()} on " in err
+    assert config_of(folder)["step"] == 40
+    assert train(["--out", folder, "--resume", "--num-steps", 60]) == 0  # free again
+
+
+def test_moved_and_changed_corpora_on_resume(trained, corpus, tmp_path, capsys):
+    folder = copy(trained, tmp_path)
+    moved = tmp_path / "moved.txt"
+    edit_config(folder, data=str(tmp_path / "gone.txt"))
+    assert train(["--out", folder, "--resume", "--num-steps", 60]) == 1
+    assert "gone.txt is gone; pass --data with where it is now" in one_line_error(capsys)
+    other = write_corpus(tmp_path / "other.txt", seed=5)
+    assert train(["--out", folder, "--resume", "--num-steps", 60, "--data", other]) == 1
+    assert "other.txt is not the text this run trained on" in one_line_error(capsys)
+    shutil.copy(corpus, moved)
+    assert train(["--out", folder, "--resume", "--num-steps", 60, "--data", moved]) == 0
+    assert config_of(folder)["data"] == str(moved.resolve()) and config_of(folder)["step"] == 60
+    moved.write_text(moved.read_text().replace("the", "and"))  # a different text at the same path
+    assert train(["--out", folder, "--resume", "--num-steps", 80]) == 1
+    assert "moved.txt is not the text this run trained on" in one_line_error(capsys)
+
+
+def test_a_checkpoint_being_pruned_while_sampling_is_retried(trained, tmp_path, monkeypatch):
+    folder = copy(trained, tmp_path)
+    stale = {**config_of(folder), "checkpoint": "model.ckpt-20"}
+    for path in folder.glob("model.ckpt-20.*"):
+        path.unlink()  # pruned by the training run after sample.py read config.json
+    reads = []
+    real_read = runs.read_config
+    monkeypatch.setattr(runs, "read_config", lambda f: reads.append(1) or (stale if len(reads) == 1 else real_read(f)))
+    config, model, sess = runs.load_run(folder, sample.ARCHITECTURES)
+    assert config["checkpoint"] == "model.ckpt-40" and len(reads) == 3
+
+
+# ---------------------------------------------------------------------------------------------
+# Damaged and hand-edited run folders: one line from every tool, nothing changed.
+# ---------------------------------------------------------------------------------------------
+EDITS = {
+    "keep 0": dict(hp_keep=0),
+    "num_nodes as text": dict(hp_num_nodes="8"),
+    "unknown activation": dict(hp_activation="sigmoid"),
+    "unknown optimizer": dict(hp_optimizer="rmsprop"),
+    "unknown graph": dict(hp_graph="slow"),
+    "a size that does not fit the checkpoint": dict(hp_num_nodes=9),
+    "a huge size": dict(hp_num_nodes=10 ** 30),
+    "missing batch_size": dict(hp_batch_size=KeyError),
+    "an unknown setting": dict(hp_depth=3),
+    "negative step": dict(step=-1),
+    "checkpoint a number": dict(checkpoint=5),
+    "no checkpoint": dict(checkpoint=KeyError),
+    "architecture a number": dict(architecture=3),
+    "unknown architecture": dict(architecture="arch9_lstm"),
+    "hparams a list": dict(hparams=[1, 2]),
+    "batch position of another batch size": dict(batch_position=[0, 1]),
+}
+
+
+@pytest.mark.parametrize("edit", EDITS, ids=list(EDITS))
+def test_hand_edited_configs_are_one_line_errors_everywhere(edit, trained, tmp_path, capsys):
+    folder = copy(trained, tmp_path)
+    edit_config(folder, **EDITS[edit])
+    before = {p: (folder / p).read_bytes() for p in files(folder)}
+    assert train(["--out", folder, "--resume", "--num-steps", 60]) == 1
+    one_line_error(capsys)
+    if edit != "batch position of another batch size":  # only training reads the batch position
+        assert sample.main(["--checkpoint", str(folder), "--length", "5"]) == 1
+        one_line_error(capsys, "sample.py: error: ")
+        assert gradients.main([str(folder), "--plot", str(tmp_path / "g.png")]) == 1
+        one_line_error(capsys, "gradients.py: error: ")
+    assert {p: (folder / p).read_bytes() for p in files(folder)} == before
+
+
+DAMAGE = {
+    "truncated data file": lambda f: f.write_bytes(f.read_bytes()[:100]),
+    "empty data file": lambda f: f.write_bytes(b""),
+    "garbage data file": lambda f: f.write_bytes(os.urandom(len(f.read_bytes()))),
+    "missing data file": lambda f: f.unlink(),
+}
+
+
+@pytest.mark.parametrize("damage", DAMAGE, ids=list(DAMAGE))
+def test_damaged_checkpoints_are_one_line_errors_everywhere(damage, trained, tmp_path, capsys):
+    folder = copy(trained, tmp_path)
+    DAMAGE[damage](folder / "model.ckpt-40.data-00000-of-00001")
+    assert train(["--out", folder, "--resume", "--num-steps", 60]) == 1
+    assert "model.ckpt-40" in one_line_error(capsys)
+    assert sample.main(["--checkpoint", str(folder), "--length", "5"]) == 1
+    assert "model.ckpt-40" in one_line_error(capsys, "sample.py: error: ")
+    assert gradients.main([str(folder), "--plot", str(tmp_path / "g.png")]) == 1
+    assert "model.ckpt-40" in one_line_error(capsys, "gradients.py: error: ")
+
+
+def test_a_config_that_is_not_json_or_not_an_object(trained, tmp_path, capsys):
+    folder = copy(trained, tmp_path)
+    for text in ("{not json", "[1, 2]", ""):
+        (folder / "config.json").write_text(text)
+        assert train(["--out", folder, "--resume"]) == 1
+        assert "is damaged" in one_line_error(capsys)
+        assert sample.main(["--checkpoint", str(folder)]) == 1
+        assert "is damaged" in one_line_error(capsys, "sample.py: error: ")
