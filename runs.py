@@ -90,8 +90,11 @@ def lock(folder):
                 handle.seek(0)
                 msvcrt.locking(handle.fileno(), msvcrt.LK_NBLCK, 1)
         except OSError:
-            handle.seek(0)
-            holder = handle.read().strip() or "another process"
+            try:
+                handle.seek(0)
+                holder = handle.read().strip() or "another process"
+            except OSError:  # Windows does not let others read a locked byte
+                holder = "another process"
             raise UserError(f"{folder} is in use by another training run ({holder}); wait for it to end, "
                             f"or pass another --out") from None
         handle.seek(0)
