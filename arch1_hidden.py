@@ -30,6 +30,8 @@ HPARAMS = dict(
     decay_rate=(0.75, "factor of the exponential learning-rate decay"),
     staircase=(True, "decay in steps (True) or continuously (False)"),
     clip_norm=(1.25, "gradients are rescaled so that their global norm is at most this"),
+    init=("default", "initial weights: default (mean 0, variance 1/fan-in) or notebook (the notebooks' "
+                     "truncated_normal(shape, -0.1, 0.1): README, Differences)"),
     num_steps=(100_001, "training steps (the post ran 800,001: see README)"),
 )
 
@@ -48,10 +50,10 @@ def build_graph(hp):
         act, combine = graphs.ACTIVATIONS[hp["activation"]], graphs.COMBINES[hp["combine"]]
 
         # Weights, named after the equations (graphs.weight says how they are initialised).
-        U = graphs.weight([alphabet_size, n], "U")  # [27, n]: input character -> hidden
-        W = graphs.weight([hidden_size, n], "W")  # [hidden_size, n]: previous hidden state -> hidden
+        U = graphs.weight([alphabet_size, n], "U", hp["init"])  # [27, n]: input character -> hidden
+        W = graphs.weight([hidden_size, n], "W", hp["init"])  # [hidden_size, n]: previous hidden state -> hidden
         b = tf.Variable(tf.zeros([hidden_size]), name="b")  # [hidden_size]
-        V = graphs.weight([hidden_size, alphabet_size], "V")  # [hidden_size, 27]: hidden -> next-character scores
+        V = graphs.weight([hidden_size, alphabet_size], "V", hp["init"])  # [hidden_size, 27]: hidden -> scores
         c = tf.Variable(tf.zeros([alphabet_size]), name="c")  # [27]
 
         def cell(x, h):

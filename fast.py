@@ -25,11 +25,11 @@ alphabet_size = graphs.alphabet_size
 
 def _weights(hp, hidden_size, recurrent_rows):
     """U, W, b, V, c exactly as the post's graphs make them (same names, shapes and initial values)."""
-    n = hp["num_nodes"]
-    U = graphs.weight([alphabet_size, n], "U")
-    W = graphs.weight([recurrent_rows, n], "W")
+    n, init = hp["num_nodes"], hp["init"]
+    U = graphs.weight([alphabet_size, n], "U", init)
+    W = graphs.weight([recurrent_rows, n], "W", init)
     b = tf.Variable(tf.zeros([hidden_size]), name="b")
-    V = graphs.weight([hidden_size, alphabet_size], "V")
+    V = graphs.weight([hidden_size, alphabet_size], "V", init)
     c = tf.Variable(tf.zeros([alphabet_size]), name="c")
     return U, W, b, V, c
 

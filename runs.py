@@ -149,7 +149,8 @@ def check_hparams(config, folder, hparams):
     """Checks config["hparams"] with the command line's rules for an architecture's hparams; settings that
     later versions added take their defaults. UserError naming the first bad one."""
     try:
-        config["hparams"] = settings.check_settings({**settings.defaults({}), **config["hparams"]}, hparams)
+        config["hparams"] = settings.check_settings(
+            {**settings.defaults({}), **settings.INTRODUCED_LATER, **config["hparams"]}, hparams)
     except UserError as e:
         raise UserError(f"{Path(folder) / CONFIG} is damaged: {e}; restore it, or train again with another --out") \
             from None
@@ -187,6 +188,12 @@ def configure(architecture, hparams, argv):
         raise UserError(f"--resume continues {out} with its saved {flag} {hp[changed[0]]}; "
                         f"drop {flag} or start a new run with another --out")
     hp = {**hp, **{k: v for k, v in given.items() if k in settings.LOOP_OPTIONS or k == "num_steps"}}
+    if "time_budget" in given:  # a new budget counts from now
+        config["budget_start"] = config["train_seconds"]
+    spent = (config["train_seconds"] - config.get("budget_start", 0.0)) / 60
+    if hp["time_budget"] and spent >= hp["time_budget"] and config["step"] < hp["num_steps"]:
+        raise UserError(f"{out} has spent its time budget ({hp['time_budget']:g} minutes); pass --time-budget "
+                        f"MINUTES for more, or --time-budget 0 for none")
     return hp, out, data_path, config
 
 

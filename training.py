@@ -196,7 +196,7 @@ def run(architecture, build_graph, hp, out, data_path, config, log):
         state = np.zeros(model.initial_state.shape, np.float32)  # the post: "a vector of all zeros"
         config = {"architecture": architecture, "hparams": hp, "data": source, **runs.corpus_id(ids), "step": 0,
                   "checkpoint": None, "saved": [], "batch_position": batches.position(), "train_seconds": 0.0,
-                  "best_valid_bpc": None}
+                  "budget_start": 0.0, "best_valid_bpc": None}
     else:
         state = runs.restore(sess, model, out, config)
         batches.restore(config["batch_position"])
@@ -210,12 +210,14 @@ def run(architecture, build_graph, hp, out, data_path, config, log):
     chars_per_step = hp["batch_size"] * hp["num_unrollings"]
     step = start_step = config["step"]
     started, prior_seconds = time.time(), config["train_seconds"]
+    budget_ends = config.get("budget_start", 0.0) + hp["time_budget"] * 60  # in training seconds; 0: no budget
+    out_of_time = False
     speeds, period = [], Period()  # speeds: chars/s of each report period, validation time excluded
     bar = tqdm(total=hp["num_steps"], initial=step, unit="step", disable=None, dynamic_ncols=True, leave=False)
 
     with StopFlag() as stop:
         # --- The steps: feed a mega-batch and the carried state, run, fetch the state for the next step ---
-        while step < hp["num_steps"] and not stop.signal:
+        while step < hp["num_steps"] and not stop.signal and not out_of_time:
             loss, learning_rate, grad_norm, state = train_step(batches.next_ids(), state)
             step += 1
             if not (math.isfinite(loss) and math.isfinite(grad_norm)):  # the weights are not worth saving
@@ -237,9 +239,12 @@ def run(architecture, build_graph, hp, out, data_path, config, log):
                     "learning_rate": learning_rate, "grad_norm/mean": period.grad / k,
                     "grad_norm/max": period.grad_max, "chars_per_second": speeds[-1]})
                 period = Period()
+                out_of_time = hp["time_budget"] > 0 and prior_seconds + time.time() - started >= budget_ends
+                if out_of_time:
+                    bar.write(f"the time budget of {hp['time_budget']:g} minutes is spent: the run ends at step {step:,}")
 
             # --- Every eval_frequency steps, validation, samples and a checkpoint ---
-            if step % hp["eval_frequency"] == 0 and step < hp["num_steps"]:
+            if step % hp["eval_frequency"] == 0 and step < hp["num_steps"] and not out_of_time:
                 paused = time.time()
                 valid_bpc = bpc(evaluator(valid_slice))
                 if not math.isfinite(valid_bpc):
@@ -274,12 +279,22 @@ def run(architecture, build_graph, hp, out, data_path, config, log):
         log(f"trained {step - start_step:,} steps in {time.time() - started:,.0f} s; evaluating the full "
             f"validation and test splits")
         results = {"steps": step, "train_seconds": config["train_seconds"], "data": source, "graph": hp["graph"],
+                   "time_budget": hp["time_budget"], "stopped_by_time_budget": out_of_time,
                    # the first report period includes TF's warm-up: leave it out when there are others
                    "chars_per_second": round(float(np.median(speeds[1:] or speeds or [0.0])))}
         try:
             for name, split_ids in (("valid", valid_ids), ("test", test_ids)):
                 results.update(final_score(evaluator, model, name, split_ids, log))
                 write_scalars(writer, step, {f"final/{name}_bpc": results[f"{name}_bpc"]})
+            # --- And the checkpoint that validated best, in best/: what early stopping would keep ---
+            results["best_step"] = config.get("best_step", step)
+            if results["best_step"] != step:
+                runs.restore(sess, model, out / runs.BEST, runs.read_config(out / runs.BEST))
+                log(f"the best checkpoint by validation, step {results['best_step']:,} (in {out / runs.BEST}):")
+                for name, split_ids in (("valid", valid_ids), ("test", test_ids)):
+                    results.update(final_score(evaluator, model, f"best_{name}", split_ids, log))
+            else:
+                results.update({f"best_{k}": v for k, v in list(results.items()) if k.startswith(("valid_", "test_"))})
         except KeyboardInterrupt:
             log(f"interrupted during the final evaluation: step {step:,} is saved in {out}; "
                 f"--resume --out {out} evaluates it")

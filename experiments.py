@@ -1,0 +1,315 @@
+"""The post's claims, and the best recipe this project knows, as re-runnable sets of training runs over seeds.
+
+    python experiments.py claims --data ../shared/data/jargon8 --seeds 3     # about 20 minutes on 2 cores
+    python experiments.py recipe --data ../shared/data/jargon8 --seeds 3     # 30 minutes a run
+    python experiments.py claims --list                                      # the plan, and what is done
+
+Every run is an ordinary run folder, OUT/SET/CONFIG-seedK, trained by the architecture's script in its own
+process (its output in train.log there). A finished run (results.json) is reused and an interrupted one is
+resumed, so running the same command again continues where it stopped. Then OUT/SET holds summary.csv (one
+row per run), summary.md (one row per configuration: mean and standard deviation over the seeds, and a
+verdict line per claim) and validation.png (the validation curves, mean and range across seeds).
+"""
+import argparse
+import csv
+import json
+import math
+import signal
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import arch1_hidden
+import arch2_output
+import data
+import plot
+import settings
+
+ARCHITECTURES = {module.ARCHITECTURE: module for module in (arch1_hidden, arch2_output)}  # what the sets train
+
+ROOT = Path(__file__).resolve().parent
+NOTE = "bits/char of the last checkpoint on the full validation and test splits, mean ± standard deviation"
+# A claim: (what it says, configuration A, configuration B, the results.json key compared). It holds when A's
+# mean is lower (better) than B's by at least twice the standard error of the difference.
+SETS = {
+    "claims": {
+        "about": "the post's claims at a fixed number of steps (--num-steps)",
+        "budget": "num_steps",
+        "configs": {
+            "arch1-concat-relu-40": ("arch1_hidden", []),
+            "arch1-add-relu-40": ("arch1_hidden", ["--combine", "add"]),
+            "arch1-concat-tanh-40": ("arch1_hidden", ["--activation", "tanh"]),
+            "arch1-concat-relu-20": ("arch1_hidden", ["--num-unrollings", "20"]),
+            "arch1-concat-tanh-20": ("arch1_hidden", ["--activation", "tanh", "--num-unrollings", "20"]),
+            "arch1-notebook-init": ("arch1_hidden", ["--init", "notebook"]),
+            "arch2-teacher-forcing": ("arch2_output", []),
+            "arch2-free-running": ("arch2_output", ["--no-teacher-forcing"]),
+        },
+        "claims": [
+            ("concatenation works better than addition (Arch 1)",
+             "arch1-concat-relu-40", "arch1-add-relu-40", "valid_bpc"),
+            ("relu trains better with 40 unrollings than with 20",
+             "arch1-concat-relu-40", "arch1-concat-relu-20", "valid_bpc"),
+            ("tanh trains worse with 40 unrollings than with 20",
+             "arch1-concat-tanh-20", "arch1-concat-tanh-40", "valid_bpc"),
+            ("with 40 unrollings relu trains better than tanh",
+             "arch1-concat-relu-40", "arch1-concat-tanh-40", "valid_bpc"),
+            ("teacher forcing trains Arch 2 better, scored on its own outputs (the post's test time)",
+             "arch2-teacher-forcing", "arch2-free-running", "valid_bpc"),
+            ("teacher forcing trains Arch 2 better, scored feeding the true previous characters",
+             "arch2-teacher-forcing", "arch2-free-running", "valid_bpc_teacher_forced"),
+            ("the default initialisation trains better than the notebooks' (mean -0.1)",
+             "arch1-concat-relu-40", "arch1-notebook-init", "valid_bpc"),
+        ],
+    },
+    "recipe": {
+        "about": "the best vanilla-RNN configuration this project knows against the post's defaults, on the "
+                 "same time budget (--time-budget)",
+        "budget": "time_budget",
+        "configs": {
+            "post-defaults": ("arch1_hidden", ["--num-steps", "1000000000", "--eval-frequency", "5000"]),
+            "recipe": ("arch1_hidden", ["--num-steps", "1000000000", "--combine", "add", "--num-nodes", "384",
+                                        "--batch-size", "64", "--num-unrollings", "50", "--optimizer", "adam",
+                                        "--learning-rate", "0.002", "--decay-steps", "20000", "--decay-rate", "0.5",
+                                        "--eval-frequency", "2000"]),
+        },
+        "claims": [("the recipe beats the post's defaults in the same time",
+                    "recipe", "post-defaults", "best_valid_bpc")],
+    },
+}
+DEFAULT_STEPS = 30_001  # claims: about 20 minutes for the set, 3 seeds, on jargon8 and 2 cores
+DEFAULT_BUDGET = 30.0  # recipe: minutes a run
+FIELDS = ["config", "seed", "steps", "train_seconds", "valid_bpc", "test_bpc", "best_step", "best_valid_bpc",
+          "best_test_bpc", "valid_bpc_teacher_forced", "test_bpc_teacher_forced", "folder"]
+
+
+class ExperimentError(Exception):
+    """A run failed or a folder does not fit the plan; the message says what to do, in one line."""
+
+
+def plan(name, seeds, out, data_path, num_steps, time_budget):
+    """[(config, seed, folder, command)] of a set: every configuration with every seed."""
+    budget = (["--num-steps", str(num_steps), "--eval-frequency", str(max(1, num_steps // 10))]  # 10 validations
+              if SETS[name]["budget"] == "num_steps" else ["--time-budget", str(time_budget)])
+    runs = []
+    for config, (script, options) in SETS[name]["configs"].items():
+        for seed in range(1, seeds + 1):
+            folder = Path(out) / name / f"{config}-seed{seed}"
+            command = [f"{script}.py", *options, *budget, "--seed", str(seed), "--out", str(folder)]
+            if data_path is not None:
+                command += ["--data", str(data_path)]
+            runs.append((config, seed, folder, command))
+    return runs
+
+
+def status(folder):
+    """"done" (results.json), "partial" (a checkpoint to resume) or "to do"."""
+    if (folder / "results.json").exists():
+        return "done"
+    return "partial" if (folder / "config.json").exists() else "to do"
+
+
+def run_one(folder, command):
+    """Trains one run in its own process, resuming it if it was interrupted; its output goes to train.log.
+
+    The run has its own process group, so a Ctrl-C (or a SIGTERM) reaches it once, forwarded from here: it
+    saves a checkpoint and stops, and this process stops after it.
+    """
+    if status(folder) == "partial":
+        command = [command[0], "--resume", *command[command.index("--out"):]]  # config.json holds the rest
+    folder.mkdir(parents=True, exist_ok=True)
+    posix = sys.platform != "win32"
+    with open(folder / "train.log", "a") as log:
+        child = subprocess.Popen([sys.executable, "-u", *command], cwd=ROOT, stdout=log, stderr=subprocess.PIPE,
+                                 text=True, start_new_session=posix)
+        forward = lambda signum, frame: child.send_signal(signum) if posix else None  # Windows: it has it too
+        previous = {s: signal.signal(s, forward) for s in STOP_SIGNALS}
+        try:
+            _, err = child.communicate()
+        finally:
+            for s, handler in previous.items():
+                signal.signal(s, handler)
+    if child.returncode in (128 + signal.SIGINT, 128 + 15):
+        raise KeyboardInterrupt
+    if child.returncode:
+        said = err.strip().splitlines()[-1:] or [f"exit status {child.returncode}"]
+        raise ExperimentError(f"{folder}: {said[0]} (the command: python {' '.join(command)})")
+
+
+STOP_SIGNALS = [signal.SIGINT] + ([signal.SIGTERM] if sys.platform != "win32" else [])
+
+
+def check_reused(folder, command):
+    """ExperimentError if a finished run was made with other settings than the plan's (e.g. --num-steps)."""
+    module = ARCHITECTURES[command[0][:-len(".py")]]
+    planned = vars(settings.build_parser(module.ARCHITECTURE, module.HPARAMS).parse_args(command[1:]))
+    hparams = json.loads((folder / "config.json").read_text())["hparams"]
+    for name, value in planned.items():
+        if name in hparams and hparams[name] != value:
+            raise ExperimentError(f"{folder} was trained with --{name.replace('_', '-')} {hparams[name]}, not "
+                                  f"{value}; pass another --out for a set with other settings")
+
+
+def results_of(folder):
+    return json.loads((folder / "results.json").read_text())
+
+
+def mean_std(values):
+    values = [v for v in values if v is not None]
+    if not values:
+        return None, None
+    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else None
+
+
+def verdict(a, b):
+    """(difference of the means, its standard error, verdict) of a claim that a is lower than b."""
+    (mean_a, _), (mean_b, _) = mean_std(a), mean_std(b)
+    if mean_a is None or mean_b is None:
+        return None, None, "not measured"
+    difference = mean_a - mean_b
+    if len(a) < 2 or len(b) < 2:
+        return difference, None, "one seed: no verdict"
+    se = math.sqrt(statistics.variance(a) / len(a) + statistics.variance(b) / len(b))
+    if abs(difference) < 2 * se:
+        return difference, se, "within noise"
+    return difference, se, "holds" if difference < 0 else "reversed"
+
+
+def _cell(mean, std):
+    if mean is None:
+        return ""
+    return f"{mean:.3f}" + (f" ± {std:.3f}" if std is not None else "")
+
+
+def summarise(name, runs, out, command_line):
+    """Writes summary.csv, summary.md and validation.png for the finished runs of a set; returns summary.md."""
+    folder = Path(out) / name
+    rows = []
+    for config, seed, run_folder, _ in runs:
+        if status(run_folder) == "done":
+            results = results_of(run_folder)
+            rows.append({**{k: results.get(k) for k in FIELDS}, "config": config, "seed": seed,
+                         "folder": str(run_folder)})
+    with open(folder / "summary.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=FIELDS)
+        writer.writeheader()
+        writer.writerows(rows)
+    by_config = {config: [r for r in rows if r["config"] == config] for config in SETS[name]["configs"]}
+    lines = [f"# {name}: {SETS[name]['about']}", "", f"`{command_line}`", "", f"{NOTE}; best: the checkpoint "
+             f"that validated best (best/).", "",
+             "| configuration | runs | valid bpc | test bpc | best valid bpc | best test bpc | steps | training time (s) |",
+             "|---|---|---|---|---|---|---|---|"]
+    for config, config_rows in by_config.items():
+        if not config_rows:
+            continue
+        column = lambda key: mean_std([r[key] for r in config_rows])
+        steps, seconds = column("steps")[0], column("train_seconds")[0]
+        lines.append(f"| {config} | {len(config_rows)} | {_cell(*column('valid_bpc'))} | {_cell(*column('test_bpc'))}"
+                     f" | {_cell(*column('best_valid_bpc'))} | {_cell(*column('best_test_bpc'))} | {steps:,.0f} | "
+                     f"{seconds:,.1f} |")
+        if config_rows[0]["valid_bpc_teacher_forced"] is not None:
+            lines.append(f"| {config}, scored feeding the true previous characters | {len(config_rows)} | "
+                         f"{_cell(*column('valid_bpc_teacher_forced'))} | {_cell(*column('test_bpc_teacher_forced'))}"
+                         f" | | | | |")
+    lines += ["", "Verdicts. A claim that A is better (lower) than B holds when mean(A) - mean(B) is negative by at "
+              "least twice its standard error, sqrt(var(A)/n(A) + var(B)/n(B)); a difference smaller than that is "
+              "within noise; a positive one that large is reversed.", "",
+              "| claim | A | B | compared | mean(A) - mean(B) | standard error | verdict |", "|---|---|---|---|---|---|---|"]
+    for claim, a, b, key in SETS[name]["claims"]:
+        difference, se, said = verdict([r[key] for r in by_config[a] if r[key] is not None],
+                                       [r[key] for r in by_config[b] if r[key] is not None])
+        lines.append(f"| {claim} | {a} | {b} | {key} | {'' if difference is None else f'{difference:+.3f}'} | "
+                     f"{'' if se is None else f'{se:.3f}'} | **{said}** |")
+    text = "\n".join(lines) + "\n"
+    (folder / "summary.md").write_text(text)
+    draw_curves(by_config, folder / "validation.png", name)
+    return text
+
+
+def draw_curves(by_config, path, name):
+    """The validation bits/char of each configuration against steps: the mean over seeds, and their range."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(9, 5.5))
+    for i, (config, config_rows) in enumerate(by_config.items()):
+        curves = [plot.read_scalars(r["folder"]).get("valid/bpc", ([], [])) for r in config_rows]
+        steps = sorted(set.intersection(*[set(s) for s, _ in curves])) if curves else []
+        if not steps:
+            continue
+        values = [[dict(zip(*curve))[s] for s in steps] for curve in curves]
+        mean = [statistics.fmean(v) for v in zip(*values)]
+        ax.plot(steps, mean, color=f"C{i}", marker=".", label=f"{config} ({len(curves)} seeds)")
+        ax.fill_between(steps, [min(v) for v in zip(*values)], [max(v) for v in zip(*values)], color=f"C{i}",
+                        alpha=0.2)
+    ax.set_xlabel("step")
+    ax.set_ylabel("validation bits/char")
+    ax.set_title(f"{name}: validation, mean and range across seeds")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    plot.save_figure(fig, path, dpi=90)
+
+
+def build_parser():
+    number = settings.checked_number
+    parser = settings.OneLineParser(prog="experiments.py", description=__doc__.split("\n")[0])
+    parser.add_argument("set", choices=tuple(SETS), help="claims: the post's claims; recipe: the best "
+                        "configuration against the post's defaults on a time budget")
+    parser.add_argument("--data", metavar="PATH", help="the corpus every run trains on (default: text8)")
+    parser.add_argument("--seeds", type=number(int, low=1, high=100), default=3, metavar="K",
+                        help="runs of each configuration, with seeds 1..K (default 3)")
+    parser.add_argument("--out", metavar="DIR", default="checkpoints/experiments",
+                        help="where the sets' run folders and summaries go (default checkpoints/experiments)")
+    parser.add_argument("--num-steps", type=number(int, low=1, high=10 ** 9), default=DEFAULT_STEPS, metavar="N",
+                        help=f"claims: training steps of every run (default {DEFAULT_STEPS:,})")
+    parser.add_argument("--time-budget", type=number(float, low=0.01, high=1e6), default=DEFAULT_BUDGET,
+                        metavar="MINUTES", help=f"recipe: minutes of training a run (default {DEFAULT_BUDGET:g})")
+    parser.add_argument("--list", action="store_true", help="print the plan and what is done, run nothing")
+    return parser
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    runs = plan(args.set, args.seeds, args.out, args.data, args.num_steps, args.time_budget)
+    if args.list:
+        for i, (config, seed, folder, command) in enumerate(runs, start=1):
+            print(f"[{i}/{len(runs)}] {status(folder):7} python {' '.join(command)}")
+        return 0
+    command_line = f"python experiments.py {args.set}" + (f" --data {args.data}" if args.data else "") + \
+        f" --seeds {args.seeds} " + (f"--num-steps {args.num_steps}" if SETS[args.set]["budget"] == "num_steps"
+                                     else f"--time-budget {args.time_budget:g}")
+    try:
+        if args.data is not None:
+            data.load_text(args.data, log=lambda s: None)  # a bad --data is said once, before any run
+        (Path(args.out) / args.set).mkdir(parents=True, exist_ok=True)
+        started, trained = time.time(), 0
+        for i, (config, seed, folder, command) in enumerate(runs, start=1):
+            said = f"[{i}/{len(runs)}] {config}, seed {seed}"
+            if status(folder) == "done":
+                check_reused(folder, command)
+                print(f"{said}: done before, reused", flush=True)
+                continue
+            left = len(runs) - i + 1
+            eta = f", about {(time.time() - started) / trained * left / 60:.0f} min left" if trained else ""
+            print(f"{said}: training ({status(folder)}){eta}", flush=True)
+            run_one(folder, command)
+            trained += 1
+            results = results_of(folder)
+            print(f"{said}: valid {results['valid_bpc']:.3f}, test {results['test_bpc']:.3f} bits/char, "
+                  f"{results['steps']:,} steps in {results['train_seconds']:,.0f} s", flush=True)
+        print(summarise(args.set, runs, args.out, command_line), end="")
+    except (ExperimentError, settings.UserError, data.DataError) as e:
+        print(f"experiments.py: error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"interrupted; run the same command again to continue where it stopped", flush=True)
+        return 128 + signal.SIGINT
+    print(f"wrote {Path(args.out) / args.set / 'summary.md'}, summary.csv and validation.png")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,181 @@
+"""experiments.py on a tiny set (stopped and continued), its verdict rule; evaluate.py; --time-budget;
+--init notebook; the best checkpoint's scores in results.json."""
+import csv
+import json
+import math
+import os
+import signal
+import threading
+import time
+
+import numpy as np
+import pytest
+
+import arch1_hidden
+import arch2_output
+import data
+import evaluate
+import experiments
+import sessions
+from helpers import TINY, hparams, session, variables, write_corpus
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    return write_corpus(tmp_path_factory.mktemp("corpus") / "words.txt", words=6000)
+
+
+TINY_SET = {
+    "about": "a tiny set for the tests",
+    "budget": "num_steps",
+    "configs": {"concat": ("arch1_hidden", TINY), "add": ("arch1_hidden", [*TINY, "--combine", "add"])},
+    "claims": [("concat beats add", "concat", "add", "valid_bpc")],
+}
+
+
+def test_verdict_rule():
+    assert experiments.verdict([1.0, 1.1, 0.9], [2.0, 2.1, 1.9])[2] == "holds"
+    assert experiments.verdict([2.0, 2.1, 1.9], [1.0, 1.1, 0.9])[2] == "reversed"
+    difference, se, said = experiments.verdict([1.0, 1.2, 0.8], [1.1, 1.3, 0.9])
+    assert said == "within noise" and difference == pytest.approx(-0.1)
+    assert se == pytest.approx(math.sqrt(0.04 / 3 + 0.04 / 3))  # sample variances of 0.04
+    assert experiments.verdict([1.0], [2.0])[2] == "one seed: no verdict"
+    assert experiments.verdict([], [2.0])[2] == "not measured"
+
+
+def test_a_tiny_set_stopped_and_continued(corpus, tmp_path, capsys, monkeypatch):
+    monkeypatch.setitem(experiments.SETS, "tiny", TINY_SET)
+    out = tmp_path / "experiments"
+    args = ["tiny", "--data", str(corpus), "--seeds", "2", "--num-steps", "3000", "--out", str(out)]
+    assert experiments.main(args + ["--list"]) == 0
+    listed = capsys.readouterr().out.splitlines()
+    assert len(listed) == 4 and listed[0].startswith("[1/4] to do   python arch1_hidden.py")
+    second = out / "tiny" / "concat-seed2"
+
+    def ctrl_c_once_the_second_run_trains():  # as a user would, at the terminal
+        while not ((second / "train.log").exists() and "step " in (second / "train.log").read_text()):
+            time.sleep(0.05)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    threading.Thread(target=ctrl_c_once_the_second_run_trains, daemon=True).start()
+    assert experiments.main(args) == 130
+    printed = capsys.readouterr().out
+    assert "[1/4] concat, seed 1: valid" in printed and "run the same command again" in printed
+    assert experiments.status(second) == "partial"  # its Ctrl-C saved a checkpoint
+    partial_step = json.loads((second / "config.json").read_text())["step"]
+    assert 0 < partial_step < 3000
+
+    assert experiments.main(args) == 0
+    printed = capsys.readouterr().out
+    assert "[1/4] concat, seed 1: done before, reused" in printed and "[2/4] concat, seed 2: training (partial)" in printed
+    assert "resumed" in (second / "train.log").read_text()
+    with open(out / "tiny" / "summary.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [(r["config"], r["seed"], r["steps"]) for r in rows] == [
+        ("concat", "1", "3000"), ("concat", "2", "3000"), ("add", "1", "3000"), ("add", "2", "3000")]
+    summary = (out / "tiny" / "summary.md").read_text()
+    assert "| concat | 2 | " in summary and "| concat beats add | concat | add | valid_bpc |" in summary
+    assert any(f"**{v}**" in summary for v in ("holds", "reversed", "within noise"))
+    assert (out / "tiny" / "validation.png").read_bytes()[:4] == b"\x89PNG"
+    # a set's runs made with other settings are not mixed in
+    assert experiments.main(["tiny", "--data", str(corpus), "--seeds", "1", "--num-steps", "100", "--out", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert "concat-seed1 was trained with --" in err and "pass another --out" in err and err.count("\n") == 1
+
+
+def test_the_claims_set_has_every_claim_of_the_issue():
+    configs = experiments.SETS["claims"]["configs"]
+    assert all(a in configs and b in configs for _, a, b, _ in experiments.SETS["claims"]["claims"])
+    runs = experiments.plan("claims", 3, "out", "corpus.txt", 30001, 30)
+    assert len(runs) == 3 * len(configs) and runs[0][3][-2:] == ["--data", "corpus.txt"]
+    recipe = experiments.plan("recipe", 1, "out", None, 30001, 30)
+    assert all("--time-budget" in command and "30" in command for *_, command in recipe)
+
+
+@pytest.fixture(scope="module")
+def runs(corpus, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("runs")
+    for name, module in (("one", arch1_hidden), ("two", arch2_output)):
+        assert module.main(["--data", str(corpus), "--out", str(tmp / name), *TINY, "--num-steps", "60"]) == 0
+    return tmp
+
+
+def test_evaluate_scores_any_text(runs, corpus, tmp_path, capsys):
+    ids = data.text_to_ids(corpus.read_text())
+    assert evaluate.main(["--checkpoint", str(runs / "one"), "--data", str(corpus), "--json"]) == 0
+    scores = json.loads(capsys.readouterr().out)
+    assert scores["chars"] == len(ids) - 1 and scores["step"] == 60 and scores["architecture"] == "arch1_hidden"
+    assert scores["perplexity"] == pytest.approx(2 ** scores["bpc"], rel=1e-3) and 1 < scores["bpc"] < 4.8
+    config, model, sess = evaluate.runs.load_run(runs / "one", evaluate.ARCHITECTURES)
+    assert scores["bpc"] == pytest.approx(sessions.Evaluator(sess, model)(ids) / math.log(2), abs=1e-4)
+    assert evaluate.main(["--checkpoint", str(runs / "two"), "--data", str(corpus)]) == 0
+    own = capsys.readouterr().out
+    assert evaluate.main(["--checkpoint", str(runs / "two"), "--data", str(corpus), "--teacher-forced"]) == 0
+    forced = capsys.readouterr().out
+    assert "bits/char" in own and "teacher-forced" in forced and own.split()[1] != forced.split()[1]
+
+
+def test_evaluate_errors_are_one_line(runs, tmp_path, capsys):
+    (tmp_path / "a.txt").write_text("a b")
+    for argv, message in ((["--checkpoint", str(runs / "one"), "--data", str(tmp_path / "a.txt"), "--teacher-forced"],
+                           "--teacher-forced is for Arch 2"),
+                          (["--checkpoint", str(tmp_path / "none"), "--data", str(tmp_path / "a.txt")],
+                           "no such run folder"),
+                          (["--checkpoint", str(runs / "one"), "--data", str(tmp_path / "missing.txt")],
+                           "no such file")):
+        assert evaluate.main(argv) == 1
+        err = capsys.readouterr().err
+        assert message in err and err.count("\n") == 1 and err.startswith("evaluate.py: error: "), err
+
+
+def test_time_budget_ends_the_run_and_resume_continues_with_what_is_left(corpus, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert arch1_hidden.main(["--data", str(corpus), "--out", str(out), *TINY, "--num-steps", "100000000",
+                              "--time-budget", "0.02"]) == 0  # 1.2 s
+    results = json.loads((out / "results.json").read_text())
+    assert results["stopped_by_time_budget"] and results["steps"] % 10 == 0 and 0 < results["steps"] < 10 ** 8
+    assert "the time budget of 0.02 minutes is spent" in capsys.readouterr().out
+    assert json.loads((out / "config.json").read_text())["hparams"]["time_budget"] == 0.02
+    assert arch1_hidden.main(["--out", str(out), "--resume"]) == 1
+    assert "has spent its time budget (0.02 minutes)" in capsys.readouterr().err
+    assert arch1_hidden.main(["--out", str(out), "--resume", "--time-budget", "0.02"]) == 0  # a new budget
+    again = json.loads((out / "results.json").read_text())
+    assert again["stopped_by_time_budget"] and again["steps"] > results["steps"]
+    assert arch1_hidden.main(["--out", str(out), "--resume", "--time-budget", "0",
+                              "--num-steps", str(again["steps"] + 20)]) == 0
+    assert json.loads((out / "results.json").read_text())["steps"] == again["steps"] + 20
+
+
+@pytest.mark.parametrize("module", [arch1_hidden, arch2_output])
+def test_the_notebooks_initialisation(module):
+    for graph in ("post", "fast"):
+        model = module.GRAPHS[graph](hparams(module, init="notebook", num_nodes=64))
+        weights = session(model).run({name: v for v in model.graph.get_collection("trainable_variables")
+                                      for name in [v.op.name] if name in "UWV"})
+        for name, value in weights.items():  # truncated_normal(shape, -0.1, 0.1): mean -0.1, stddev 0.1
+            assert value.mean() == pytest.approx(-0.1, abs=0.01), name
+            assert np.abs(value + 0.1).max() <= 0.2 + 1e-6  # truncated at two standard deviations
+    default = module.build_graph(hparams(module, num_nodes=64))
+    assert abs(session(default).run(variables(default)["U"]).mean()) < 0.05
+
+
+def test_results_score_the_best_checkpoint_as_well_as_the_last(corpus, tmp_path, monkeypatch):
+    real_call, calls = sessions.Evaluator.__call__, []
+
+    def first_validation_looks_best(self, ids, teacher_forced=False):
+        calls.append(len(ids))
+        return 0.1 if len(calls) == 1 else real_call(self, ids, teacher_forced)
+
+    monkeypatch.setattr(sessions.Evaluator, "__call__", first_validation_looks_best)
+    out = tmp_path / "run"
+    assert arch1_hidden.main(["--data", str(corpus), "--out", str(out), *TINY, "--num-steps", "60",
+                              "--optimizer", "adam", "--learning-rate", "0.02"]) == 0
+    monkeypatch.undo()
+    results = json.loads((out / "results.json").read_text())
+    assert results["best_step"] == 20 and results["steps"] == 60
+    best = evaluate.evaluate(out / "best", corpus, log=lambda s: None)
+    assert best["step"] == 20
+    test_ids = data.split(data.text_to_ids(corpus.read_text()))[2]
+    config, model, sess = evaluate.runs.load_run(out / "best", evaluate.ARCHITECTURES)
+    assert results["best_test_bpc"] == pytest.approx(sessions.Evaluator(sess, model)(test_ids) / math.log(2), abs=1e-4)
+    assert results["best_test_bpc"] > results["test_bpc"]  # 40 more steps of adam did help
