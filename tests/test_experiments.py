@@ -83,6 +83,18 @@ def test_a_tiny_set_stopped_and_continued(corpus, tmp_path, capsys, monkeypatch)
     assert "concat-seed1 was trained with --" in err and "pass another --out" in err and err.count("\n") == 1
 
 
+def test_a_set_on_a_time_budget(corpus, tmp_path, capsys, monkeypatch):
+    monkeypatch.setitem(experiments.SETS, "budget", {**TINY_SET, "budget": "time_budget", "configs": {
+        name: (script, [*options, "--num-steps", "100000000"]) for name, (script, options) in TINY_SET["configs"].items()}})
+    out = tmp_path / "experiments"
+    assert experiments.main(["budget", "--data", str(corpus), "--seeds", "1", "--time-budget", "0.02",
+                             "--out", str(out)]) == 0
+    for name in ("concat", "add"):
+        results = json.loads((out / "budget" / f"{name}-seed1" / "results.json").read_text())
+        assert results["stopped_by_time_budget"] and results["time_budget"] == 0.02
+    assert "one seed: no verdict" in capsys.readouterr().out
+
+
 def test_the_claims_set_has_every_claim_of_the_issue():
     configs = experiments.SETS["claims"]["configs"]
     assert all(a in configs and b in configs for _, a, b, _ in experiments.SETS["claims"]["claims"])
