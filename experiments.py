@@ -199,8 +199,8 @@ def summarise(name, runs, out, command_line):
     by_config = {config: [r for r in rows if r["config"] == config] for config in SETS[name]["configs"]}
     lines = [f"# {name}: {SETS[name]['about']}", "", f"`{command_line}`", "", f"{NOTE}; best: the checkpoint "
              f"that validated best (best/).", "",
-             "| configuration | runs | valid bpc | test bpc | best valid bpc | best test bpc | steps | training time (s) |",
-             "|---|---|---|---|---|---|---|---|"]
+             "| configuration | runs | valid bpc | test bpc | best valid bpc | best test bpc | steps | "
+             "training time (s) |", "|---|---|---|---|---|---|---|---|"]
     for config, config_rows in by_config.items():
         if not config_rows:
             continue
@@ -216,7 +216,8 @@ def summarise(name, runs, out, command_line):
     lines += ["", "Verdicts. A claim that A is better (lower) than B holds when mean(A) - mean(B) is negative by at "
               "least twice its standard error, sqrt(var(A)/n(A) + var(B)/n(B)); a difference smaller than that is "
               "within noise; a positive one that large is reversed.", "",
-              "| claim | A | B | compared | mean(A) - mean(B) | standard error | verdict |", "|---|---|---|---|---|---|---|"]
+              "| claim | A | B | compared | mean(A) - mean(B) | standard error | verdict |",
+              "|---|---|---|---|---|---|---|"]
     for claim, a, b, key in SETS[name]["claims"]:
         difference, se, said = verdict([r[key] for r in by_config[a] if r[key] is not None],
                                        [r[key] for r in by_config[b] if r[key] is not None])

@@ -62,10 +62,16 @@ TRAIN_STEPS = {"post": post_step, "fast": fast_step}
 # ---------------------------------------------------------------------------------------------
 # Pieces of the loop.
 # ---------------------------------------------------------------------------------------------
-class Period:
-    """What a report line sums up: the steps since the previous one."""
+class Report:
+    """What the run prints and logs for TensorBoard: a report line every summary_frequency steps (the steps
+    since the previous line), validations and samples. Time spent validating is left out of the speed."""
 
-    def __init__(self):
+    def __init__(self, bar, writer, hp):
+        self.bar, self.writer, self.hp = bar, writer, hp
+        self.speeds = []  # chars/s of each report period
+        self._new_period()
+
+    def _new_period(self):
         self.loss = self.grad = self.grad_max = 0.0
         self.steps, self.started, self.paused = 0, time.time(), 0.0
 
@@ -74,9 +80,37 @@ class Period:
         self.grad += grad_norm
         self.grad_max = max(self.grad_max, grad_norm)
         self.steps += 1
+        self.bar.update(1)
 
-    def chars_per_second(self, chars_per_step):
-        return self.steps * chars_per_step / max(1e-9, time.time() - self.started - self.paused)
+    def line(self, step, loss, learning_rate):
+        """The report line of the period that ends at step (loss: the last step's)."""
+        hp, k = self.hp, self.steps
+        mean_loss = self.loss / k
+        seconds = max(1e-9, time.time() - self.started - self.paused)
+        self.speeds.append(k * hp["batch_size"] * hp["num_unrollings"] / seconds)
+        self.bar.write(f"step {step:>{len(str(hp['num_steps']))},}/{hp['num_steps']:,}  loss {mean_loss:.3f}  "
+                       f"ppl {perplexity(loss):6.2f}  bpc {bpc(mean_loss):.3f}  lr {learning_rate:.3g}  "
+                       f"grad {self.grad / k:.3f} (max {self.grad_max:.3f})  {self.speeds[-1] / 1000:,.0f}k chars/s")
+        self.scalars(step, {"train/loss": mean_loss, "train/perplexity": perplexity(loss), "train/bpc": bpc(mean_loss),
+                            "learning_rate": learning_rate, "grad_norm/mean": self.grad / k,
+                            "grad_norm/max": self.grad_max, "chars_per_second": self.speeds[-1]})
+        self._new_period()
+
+    def validation(self, step, valid_bpc, chars, samples=()):
+        self.bar.write(f"validation at step {step:,}: bpc {valid_bpc:.3f}, perplexity "
+                       f"{perplexity(valid_bpc * math.log(2)):.2f} ({chars:,} characters)")
+        for sample in samples:
+            self.bar.write("  sample: " + sample)
+        self.scalars(step, {"valid/bpc": valid_bpc, "valid/perplexity": perplexity(valid_bpc * math.log(2))})
+
+    def scalars(self, step, values):
+        """TensorBoard scalars {tag: value} at a step."""
+        self.writer.add_summary(tf.Summary(value=[tf.Summary.Value(tag=k, simple_value=float(v))
+                                                  for k, v in values.items()]), step)
+
+    def chars_per_second(self):
+        """The run's speed: the median of its periods (the first, which includes TF's warm-up, left out)."""
+        return round(float(np.median(self.speeds[1:] or self.speeds or [0.0])))
 
 
 class Stopped(KeyboardInterrupt):
@@ -109,12 +143,6 @@ class StopFlag:
 
 
 _STOP_SIGNALS = [signal.SIGINT] + ([signal.SIGTERM] if hasattr(signal, "SIGTERM") and sys.platform != "win32" else [])
-
-
-def write_scalars(writer, step, values):
-    """TensorBoard scalars {tag: value} at a step."""
-    writer.add_summary(tf.Summary(value=[tf.Summary.Value(tag=k, simple_value=float(v)) for k, v in values.items()]),
-                       step)
 
 
 def save(sess, model, out, config, state, batches, step, seconds, valid_bpc=None):
@@ -167,27 +195,39 @@ def train(architecture, hparams, graphs_by_name, argv, log=print):
         return run(architecture, graphs_by_name[hp["graph"]], hp, out, data_path, config, log)
 
 
-def run(architecture, build_graph, hp, out, data_path, config, log):
-    """The training loop of one run folder; config is None for a new run."""
-    from tqdm import tqdm
-
-    # --- The data: the corpus, split, and the batch generator's cursors ---
+def load_data(hp, data_path, config, log):
+    """(source, ids, (train, valid, test) ids) of a run: --data, or a resumed run's own corpus (checked)."""
     if config is not None:
         data_path = runs.resumed_data(config, data_path)
     ids, source = data.load_corpus(data_path, log=log)
     if config is not None:
         runs.check_corpus(config, ids, source)
-    train_ids, valid_ids, test_ids = data.split(ids)
-    for name, split_ids in (("valid", valid_ids), ("test", test_ids)):
+    splits = data.split(ids)
+    for name, split_ids in zip(("valid", "test"), splits[1:]):
         if len(split_ids) < 2:
             raise data.DataError(f"the {name} split has {len(split_ids)} characters, too few to evaluate; "
                                  f"use a text of at least 40 characters")
+    return source, ids, splits
+
+
+def evaluate_splits(evaluator, model, splits, prefix, log):
+    """The scores of the model as it stands on the whole validation and test splits, keys prefixed."""
+    scores = {}
+    for name, split_ids in zip(("valid", "test"), splits):
+        scores.update(final_score(evaluator, model, prefix + name, split_ids, log))
+    return scores
+
+
+def run(architecture, build_graph, hp, out, data_path, config, log):
+    """The training loop of one run folder; config is None for a new run."""
+    from tqdm import tqdm
+
+    # --- Set up: the data, the batches, the graph and its session (fresh, or what --resume continues) ---
+    source, ids, (train_ids, valid_ids, test_ids) = load_data(hp, data_path, config, log)
     batches = BatchGenerator(train_ids, hp["batch_size"], hp["num_unrollings"], name="train")
     log(f"{architecture}: {source}, {len(ids):,} characters "
         f"(train {len(train_ids):,}, valid {len(valid_ids):,}, test {len(test_ids):,})")
     log("config: " + ", ".join(f"{k}={v}" for k, v in hp.items()))
-
-    # --- The graph and its session: fresh weights, or the checkpoint that --resume continues ---
     model = build_graph(hp)
     model.graph.finalize()  # the loop adds no ops, so a slip cannot grow the graph step after step
     sess = sessions.new_session(model)
@@ -202,18 +242,17 @@ def run(architecture, build_graph, hp, out, data_path, config, log):
         batches.restore(config["batch_position"])
         config = {**config, "hparams": hp, "data": source, **runs.corpus_id(ids)}
         log(f"resumed {out} at step {config['step']:,}")
-    writer = tf.summary.FileWriter(str(out), graph=model.graph if config["step"] == 0 else None)
     train_step = TRAIN_STEPS[hp["graph"]](sess, model)
     sampler, evaluator = sessions.Sampler(sess, model), sessions.Evaluator(sess, model)
     rng = np.random.default_rng(hp["seed"])
     valid_slice = valid_ids[:hp["valid_chars"]]
-    chars_per_step = hp["batch_size"] * hp["num_unrollings"]
+    bar = tqdm(total=hp["num_steps"], initial=config["step"], unit="step", disable=None, dynamic_ncols=True,
+               leave=False)
+    report = Report(bar, tf.summary.FileWriter(str(out), graph=model.graph if config["step"] == 0 else None), hp)
     step = start_step = config["step"]
     started, prior_seconds = time.time(), config["train_seconds"]
-    budget_ends = config.get("budget_start", 0.0) + hp["time_budget"] * 60  # in training seconds; 0: no budget
+    budget_ends = config.get("budget_start", 0.0) + hp["time_budget"] * 60  # in training seconds
     out_of_time = False
-    speeds, period = [], Period()  # speeds: chars/s of each report period, validation time excluded
-    bar = tqdm(total=hp["num_steps"], initial=step, unit="step", disable=None, dynamic_ncols=True, leave=False)
 
     with StopFlag() as stop:
         # --- The steps: feed a mega-batch and the carried state, run, fetch the state for the next step ---
@@ -224,24 +263,14 @@ def run(architecture, build_graph, hp, out, data_path, config, log):
                 bar.close()
                 raise diverged(f"the {'loss' if not math.isfinite(loss) else 'gradient norm'} became "
                                f"{loss if not math.isfinite(loss) else grad_norm}", step, config, out)
-            period.add(loss, grad_norm)
-            bar.update(1)
+            report.add(loss, grad_norm)
 
             # --- Every summary_frequency steps, a report line ---
             if step % hp["summary_frequency"] == 0 or step == hp["num_steps"]:
-                mean_loss, k = period.loss / period.steps, period.steps
-                speeds.append(period.chars_per_second(chars_per_step))
-                bar.write(f"step {step:>{len(str(hp['num_steps']))},}/{hp['num_steps']:,}  loss {mean_loss:.3f}  "
-                          f"ppl {perplexity(loss):6.2f}  bpc {bpc(mean_loss):.3f}  lr {learning_rate:.3g}  "
-                          f"grad {period.grad / k:.3f} (max {period.grad_max:.3f})  {speeds[-1] / 1000:,.0f}k chars/s")
-                write_scalars(writer, step, {
-                    "train/loss": mean_loss, "train/perplexity": perplexity(loss), "train/bpc": bpc(mean_loss),
-                    "learning_rate": learning_rate, "grad_norm/mean": period.grad / k,
-                    "grad_norm/max": period.grad_max, "chars_per_second": speeds[-1]})
-                period = Period()
+                report.line(step, loss, learning_rate)
                 out_of_time = hp["time_budget"] > 0 and prior_seconds + time.time() - started >= budget_ends
                 if out_of_time:
-                    bar.write(f"the time budget of {hp['time_budget']:g} minutes is spent: the run ends at step {step:,}")
+                    bar.write(f"the time budget of {hp['time_budget']:g} minutes is spent: the run ends here")
 
             # --- Every eval_frequency steps, validation, samples and a checkpoint ---
             if step % hp["eval_frequency"] == 0 and step < hp["num_steps"] and not out_of_time:
@@ -250,49 +279,38 @@ def run(architecture, build_graph, hp, out, data_path, config, log):
                 if not math.isfinite(valid_bpc):
                     bar.close()
                     raise diverged(f"the validation loss became {valid_bpc}", step, config, out)
-                bar.write(f"validation at step {step:,}: bpc {valid_bpc:.3f}, perplexity "
-                          f"{perplexity(valid_bpc * math.log(2)):.2f} ({len(valid_slice):,} characters)")
-                for _ in range(3):
-                    bar.write("  sample: " + sampler.generate(80, rng))
-                write_scalars(writer, step, {"valid/bpc": valid_bpc,
-                                             "valid/perplexity": perplexity(valid_bpc * math.log(2))})
+                report.validation(step, valid_bpc, len(valid_slice), [sampler.generate(80, rng) for _ in range(3)])
                 config = save(sess, model, out, config, state, batches, step, prior_seconds + time.time() - started,
                               valid_bpc)
-                period.paused += time.time() - paused
+                report.paused += time.time() - paused
         bar.close()
 
         # --- The end: a last validation and checkpoint first, so that nothing trained is lost to what follows ---
         if step > start_step or config["checkpoint"] is None:
             valid_bpc = None if stop.signal else bpc(evaluator(valid_slice))
             if valid_bpc is not None:
-                write_scalars(writer, step, {"valid/bpc": valid_bpc,
-                                             "valid/perplexity": perplexity(valid_bpc * math.log(2))})
+                report.scalars(step, {"valid/bpc": valid_bpc})
             config = save(sess, model, out, config, state, batches, step, prior_seconds + time.time() - started,
                           valid_bpc if valid_bpc is not None and math.isfinite(valid_bpc) else None)
-        writer.flush()
+        report.writer.flush()
         if stop.signal:
             log(f"interrupted: saved step {step:,} in {out}; continue with --resume --out {out}")
             raise Stopped(stop.signal)
         stop.immediate = True  # from here a signal stops at once: the checkpoint is safe
 
-        # --- Then the whole validation and test splits ---
+        # --- Then the whole validation and test splits, with the last weights and with the best ones ---
         log(f"trained {step - start_step:,} steps in {time.time() - started:,.0f} s; evaluating the full "
             f"validation and test splits")
         results = {"steps": step, "train_seconds": config["train_seconds"], "data": source, "graph": hp["graph"],
                    "time_budget": hp["time_budget"], "stopped_by_time_budget": out_of_time,
-                   # the first report period includes TF's warm-up: leave it out when there are others
-                   "chars_per_second": round(float(np.median(speeds[1:] or speeds or [0.0])))}
+                   "chars_per_second": report.chars_per_second(), "best_step": config.get("best_step", step)}
         try:
-            for name, split_ids in (("valid", valid_ids), ("test", test_ids)):
-                results.update(final_score(evaluator, model, name, split_ids, log))
-                write_scalars(writer, step, {f"final/{name}_bpc": results[f"{name}_bpc"]})
-            # --- And the checkpoint that validated best, in best/: what early stopping would keep ---
-            results["best_step"] = config.get("best_step", step)
-            if results["best_step"] != step:
+            results.update(evaluate_splits(evaluator, model, (valid_ids, test_ids), "", log))
+            report.scalars(step, {"final/valid_bpc": results["valid_bpc"], "final/test_bpc": results["test_bpc"]})
+            if results["best_step"] != step:  # best/ holds what early stopping would keep
                 runs.restore(sess, model, out / runs.BEST, runs.read_config(out / runs.BEST))
                 log(f"the best checkpoint by validation, step {results['best_step']:,} (in {out / runs.BEST}):")
-                for name, split_ids in (("valid", valid_ids), ("test", test_ids)):
-                    results.update(final_score(evaluator, model, f"best_{name}", split_ids, log))
+                results.update(evaluate_splits(evaluator, model, (valid_ids, test_ids), "best_", log))
             else:
                 results.update({f"best_{k}": v for k, v in list(results.items()) if k.startswith(("valid_", "test_"))})
         except KeyboardInterrupt:
@@ -300,7 +318,7 @@ def run(architecture, build_graph, hp, out, data_path, config, log):
                 f"--resume --out {out} evaluates it")
             raise
     runs.write_json(out / runs.RESULTS, results)
-    writer.close()
+    report.writer.close()
     sess.close()
     log(f"results in {out / runs.RESULTS}; sample with: python sample.py --checkpoint {out}")
     return results

@@ -67,7 +67,8 @@ def test_a_tiny_set_stopped_and_continued(corpus, tmp_path, capsys, monkeypatch)
 
     assert experiments.main(args) == 0
     printed = capsys.readouterr().out
-    assert "[1/4] concat, seed 1: done before, reused" in printed and "[2/4] concat, seed 2: training (partial)" in printed
+    assert "[1/4] concat, seed 1: done before, reused" in printed
+    assert "[2/4] concat, seed 2: training (partial)" in printed
     assert "resumed" in (second / "train.log").read_text()
     with open(out / "tiny" / "summary.csv") as f:
         rows = list(csv.DictReader(f))
@@ -78,14 +79,16 @@ def test_a_tiny_set_stopped_and_continued(corpus, tmp_path, capsys, monkeypatch)
     assert any(f"**{v}**" in summary for v in ("holds", "reversed", "within noise"))
     assert (out / "tiny" / "validation.png").read_bytes()[:4] == b"\x89PNG"
     # a set's runs made with other settings are not mixed in
-    assert experiments.main(["tiny", "--data", str(corpus), "--seeds", "1", "--num-steps", "100", "--out", str(out)]) == 1
+    assert experiments.main(["tiny", "--data", str(corpus), "--seeds", "1", "--num-steps", "100",
+                             "--out", str(out)]) == 1
     err = capsys.readouterr().err
     assert "concat-seed1 was trained with --" in err and "pass another --out" in err and err.count("\n") == 1
 
 
 def test_a_set_on_a_time_budget(corpus, tmp_path, capsys, monkeypatch):
-    monkeypatch.setitem(experiments.SETS, "budget", {**TINY_SET, "budget": "time_budget", "configs": {
-        name: (script, [*options, "--num-steps", "100000000"]) for name, (script, options) in TINY_SET["configs"].items()}})
+    configs = {name: (script, [*options, "--num-steps", "100000000"])
+               for name, (script, options) in TINY_SET["configs"].items()}
+    monkeypatch.setitem(experiments.SETS, "budget", {**TINY_SET, "budget": "time_budget", "configs": configs})
     out = tmp_path / "experiments"
     assert experiments.main(["budget", "--data", str(corpus), "--seeds", "1", "--time-budget", "0.02",
                              "--out", str(out)]) == 0

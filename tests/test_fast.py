@@ -93,7 +93,8 @@ TRAINING_CASES = [
 
 
 @pytest.mark.parametrize("module, case", TRAINING_CASES,
-                         ids=[f"{m.ARCHITECTURE}-{c.get('combine', c.get('teacher_forcing'))}" for m, c in TRAINING_CASES])
+                         ids=[f"{m.ARCHITECTURE}-{c.get('combine', c.get('teacher_forcing'))}"
+                              for m, c in TRAINING_CASES])
 def test_twenty_steps_from_the_same_seed_reach_the_same_weights(module, case):
     post, fast = both_graphs(module, batch_size=5, num_nodes=16, num_unrollings=8, threads=2, seed=7, **case)
     ids = np.random.default_rng(5).integers(0, 27, size=3000).astype(np.uint8)

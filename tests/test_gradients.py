@@ -128,7 +128,8 @@ def test_training_curves(runs, tmp_path, capsys):
 
 @pytest.mark.parametrize("tool", ["gradients", "plot"])
 def test_figure_paths_are_checked_before_the_work(tool, runs, tmp_path, capsys):
-    main, flag, prog = (gradients.main, "--plot", "gradients.py") if tool == "gradients" else (plot.main, "--out", "plot.py")
+    main, flag, prog = ((gradients.main, "--plot", "gradients.py") if tool == "gradients"
+                        else (plot.main, "--out", "plot.py"))
     cases = [(tmp_path / "missing" / "g.png", "the folder"), (tmp_path / "g.jpeg", "must end in .png, .pdf, .svg"),
              (tmp_path / "g", "must end in .png")]
     for path, message in cases:

@@ -300,8 +300,9 @@ def test_fast_graph_cuts_the_batch_into_one_chain_per_thread():
 def test_report_lines_reach_a_log_file_as_they_are_printed(corpus, tmp_path):
     log = tmp_path / "train.log"
     with open(log, "w") as f:  # python arch1_hidden.py > train.log &, then tail -f train.log
-        proc = subprocess.Popen([sys.executable, "arch1_hidden.py", "--data", str(corpus), "--out", str(tmp_path / "run"),
-                                 *TINY, "--eval-frequency", "100000", "--num-steps", "10000000"],
+        proc = subprocess.Popen([sys.executable, "arch1_hidden.py", "--data", str(corpus),
+                                 "--out", str(tmp_path / "run"), *TINY, "--eval-frequency", "100000",
+                                 "--num-steps", "10000000"],
                                 cwd=ROOT, stdout=f, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.time() + 120
