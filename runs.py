@@ -111,6 +111,8 @@ def lock(folder):
 # ---------------------------------------------------------------------------------------------
 _CONFIG_TYPES = {"architecture": str, "hparams": dict, "data": str, "step": int, "checkpoint": str,
                  "batch_position": list, "train_seconds": (int, float), "best_valid_bpc": (int, float, type(None))}
+_OPTIONAL_TYPES = {"saved": list, "best_saved": list, "best_step": int, "budget_start": (int, float),
+                   "data_chars": int, "data_sha1": str}  # keys that older run folders lack
 
 
 def write_config(folder, config):
@@ -134,7 +136,7 @@ def read_config(folder):
         config = None
     if not isinstance(config, dict):
         raise UserError(f"{path} is damaged (not a run's JSON config); restore it, or train again with another --out")
-    for key, kind in _CONFIG_TYPES.items():
+    for key, kind in {**_CONFIG_TYPES, **{k: v for k, v in _OPTIONAL_TYPES.items() if k in config}}.items():
         value = config.get(key)
         if not isinstance(value, kind) or isinstance(value, bool):
             raise UserError(f"{path} is damaged: {key} is {'missing' if value is None else repr(value)}; "
@@ -142,6 +144,7 @@ def read_config(folder):
     if config["step"] < 0 or not all(isinstance(p, int) and p >= 0 for p in config["batch_position"]):
         raise UserError(f"{path} is damaged: a negative step or batch position; restore it, or train again")
     config["saved"] = [s for s in config.get("saved", []) if isinstance(s, int)]
+    config["best_saved"] = [s for s in config.get("best_saved", []) if isinstance(s, int)]
     return config
 
 

@@ -134,5 +134,5 @@ def build_parser(architecture, hparams):
             group.add_argument(flag, choices=CHOICES[name], help=f"{help_text} (default {default})")
         else:
             group.add_argument(flag, type=_value_type(name, default), help=f"{help_text} (default {default})",
-                               metavar="N" if isinstance(default, int) else "X")
+                               metavar="MINUTES" if name == "time_budget" else "N" if isinstance(default, int) else "X")
     return parser

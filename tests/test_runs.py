@@ -257,6 +257,8 @@ EDITS = {
     "unknown architecture": dict(architecture="arch9_lstm"),
     "hparams a list": dict(hparams=[1, 2]),
     "batch position of another batch size": dict(batch_position=[0, 1]),
+    "budget start as text": dict(budget_start="soon"),
+    "corpus size as text": dict(data_chars="many"),
 }
 
 
