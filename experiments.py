@@ -1,8 +1,8 @@
 """The post's claims, and the best recipe this project knows, as re-runnable sets of training runs over seeds.
 
-    python experiments.py claims --data ../shared/data/jargon8 --seeds 3     # about 20 minutes on 2 cores
-    python experiments.py recipe --data ../shared/data/jargon8 --seeds 3     # 30 minutes a run
-    python experiments.py claims --list                                      # the plan, and what is done
+    python experiments.py claims --seeds 3 [--data PATH]     # 24 runs: 12 to 20 minutes on 2 cores
+    python experiments.py recipe --seeds 3 [--data PATH]     # 6 runs of 30 minutes
+    python experiments.py claims --list                      # the plan, and what is done
 
 Every run is an ordinary run folder, OUT/SET/CONFIG-seedK, trained by the architecture's script in its own
 process (its output in train.log there). A finished run (results.json) is reused and an interrupted one is
@@ -79,7 +79,7 @@ SETS = {
                     "recipe", "post-defaults", "best_valid_bpc")],
     },
 }
-DEFAULT_STEPS = 30_001  # claims: about 20 minutes for the set, 3 seeds, on jargon8 and 2 cores
+DEFAULT_STEPS = 30_001  # claims: 12.5 minutes for the set, 3 seeds, on jargon8 and 2 cores (README)
 DEFAULT_BUDGET = 30.0  # recipe: minutes a run
 FIELDS = ["config", "seed", "steps", "train_seconds", "valid_bpc", "test_bpc", "best_step", "best_valid_bpc",
           "best_test_bpc", "valid_bpc_teacher_forced", "test_bpc_teacher_forced", "folder"]
