@@ -125,7 +125,7 @@ class Model:
 
             # Sampling: batch 1, one character per run, with its own saved state and reset op.
             self.sample_input = tf.placeholder(tf.float32, [1, alphabet_size], name="sample_input")
-            self.temperature = tf.placeholder_with_default(1.0, [], name="temperature")
+            self.temperature = tf.placeholder(tf.float32, [], name="temperature")
             saved_sample_state = tf.Variable(tf.zeros([1, state_size]), trainable=False, name="saved_sample_state")
             self.reset_sample_state = saved_sample_state.assign(tf.zeros_like(saved_sample_state))
             sample_logits, sample_state = unroll([self.sample_input], saved_sample_state)

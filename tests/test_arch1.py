@@ -57,7 +57,8 @@ def test_sample_branch_shares_the_weights_and_carries_its_state(combine):
     for _ in range(2):  # the reset makes the second pass repeat the first
         sess.run(model.reset_sample_state)
         for t in range(len(x)):
-            p = sess.run(model.sample_prediction, {model.sample_input: x[t:t + 1].astype(np.float32)})
+            p = sess.run(model.sample_prediction, {model.sample_input: x[t:t + 1].astype(np.float32),
+                                                   model.temperature: 1.0})
             np.testing.assert_allclose(p[0], reference.softmax(logits[t, 0]), atol=1e-6)
 
 

@@ -73,7 +73,8 @@ def test_evaluation_and_sampling_feed_back_the_models_own_softmax_once(combine):
     logits, _ = reference.arch2_forward(x[:, None, :], np.zeros((1, 27)), w, combine, "tanh")
     sess.run(model.reset_sample_state)
     for t in range(6):
-        p = sess.run(model.sample_prediction, {model.sample_input: x[t:t + 1].astype(np.float32)})
+        p = sess.run(model.sample_prediction, {model.sample_input: x[t:t + 1].astype(np.float32),
+                                               model.temperature: 1.0})
         np.testing.assert_allclose(p[0], reference.softmax(logits[t, 0]), atol=1e-6)
     # a double softmax, the original notebook's bug, would be much flatter than this
     assert reference.softmax(reference.softmax(logits[5, 0])).max() < p.max() - 0.05

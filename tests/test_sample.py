@@ -107,7 +107,8 @@ def test_sampled_frequencies_match_the_models_softmax(run_dir, capsys):
     config, model, sess = runs.load_run(run_dir, sample.ARCHITECTURES)
     sess.run(model.reset_sample_state)
     for char in "the":
-        p = sess.run(model.sample_prediction, {model.sample_input: data.vec2mat(data.one_hot(data.char2id(char)))})
+        p = sess.run(model.sample_prediction, {model.sample_input: data.vec2mat(data.one_hot(data.char2id(char))),
+                                               model.temperature: 1.0})
     p = p[0].astype(np.float64) / p[0].sum()
     assert p.max() > 0.2  # the model has learnt something, so this is not a test of the uniform case
     stat, dof = chi_square(counts, p)
