@@ -10,7 +10,6 @@ resumed, so running the same command again continues where it stopped. Then OUT/
 row per run), summary.md (one row per configuration: mean and standard deviation over the seeds, and a
 verdict line per claim) and validation.png (the validation curves, mean and range across seeds).
 """
-import argparse
 import csv
 import json
 import math
@@ -306,7 +305,7 @@ def main(argv=None):
         print(f"experiments.py: error: {e}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        print(f"interrupted; run the same command again to continue where it stopped", flush=True)
+        print("interrupted; run the same command again to continue where it stopped", flush=True)
         return 128 + signal.SIGINT
     print(f"wrote {Path(args.out) / args.set / 'summary.md'}, summary.csv and validation.png")
     return 0

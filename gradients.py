@@ -7,7 +7,6 @@ k steps earlier (the hidden state in Arch 1, the previous output in Arch 2). The
 batch of streams of validation text, is written to RUN/gradients.csv (RUN/gradients-init.csv with --init)
 and drawn, all runs on one log-scale plot. A fast fall with k is the vanishing gradient the post warns of.
 """
-import argparse
 import csv
 import sys
 from pathlib import Path

@@ -13,10 +13,8 @@ import tempfile
 from pathlib import Path
 
 try:
-    from packaging.markers import Marker
     from packaging.requirements import Requirement
 except ImportError:  # pip carries its own copy
-    from pip._vendor.packaging.markers import Marker  # noqa: F401
     from pip._vendor.packaging.requirements import Requirement
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -13,7 +13,7 @@ import runs
 import sample
 import sessions
 import training
-from helpers import TINY, feed, hparams, one_hot_text, random_weights, session, variables, write_corpus
+from helpers import TINY, feed, hparams, one_hot_text, random_weights, session, write_corpus
 from graphs import tf
 
 SMALL = dict(num_nodes=4, num_unrollings=5, threads=2)  # two chains in fast.recurrence
