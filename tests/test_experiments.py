@@ -95,7 +95,24 @@ def test_a_set_on_a_time_budget(corpus, tmp_path, capsys, monkeypatch):
     for name in ("concat", "add"):
         results = json.loads((out / "budget" / f"{name}-seed1" / "results.json").read_text())
         assert results["stopped_by_time_budget"] and results["time_budget"] == 0.02
-    assert "one seed: no verdict" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "one seed: no verdict" in printed
+    assert "[1/2] concat, seed 1: training (to do), about 1 min left" in printed  # 2 x 1.2 s of budget, rounded up
+
+
+def test_time_left_counts_what_a_partial_run_has_done(tmp_path):
+    (_, _, folder, command), *_ = experiments.plan("recipe", 2, tmp_path, None, 30001, 30)
+    assert experiments.work_left(folder, command) == 1800  # seconds of --time-budget 30
+    folder.mkdir(parents=True)
+    (folder / "config.json").write_text(json.dumps({"train_seconds": 1750.0, "budget_start": 100.0}))
+    assert experiments.work_left(folder, command) == 150  # 1,650 s of this budget spent
+    (_, _, folder, command), *_ = experiments.plan("claims", 1, tmp_path, None, 30001, 30)
+    assert experiments.work_left(folder, command) == 30001  # steps
+    folder.mkdir(parents=True)
+    (folder / "config.json").write_text(json.dumps({"step": 10000}))
+    assert experiments.work_left(folder, command) == 20001
+    (folder / "config.json").write_text("{damaged")
+    assert experiments.work_left(folder, command) == 0  # the run says what is wrong when it comes to it
 
 
 def test_the_claims_set_has_every_claim_of_the_issue():
