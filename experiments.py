@@ -110,15 +110,14 @@ def status(folder):
     return "partial" if (folder / "config.json").exists() else "to do"
 
 
-def work_left(folder, command):
-    """What a planned run has left to train: seconds of its --time-budget, or steps of the set's --num-steps."""
+def work_left(folder, timed, whole):
+    """What a planned run has left to train of `whole`: seconds of its time budget if `timed`, else steps."""
+    if status(folder) == "done":
+        return 0
     try:
         done = json.loads((folder / "config.json").read_text()) if status(folder) == "partial" else {}
-        if "--time-budget" in command:
-            budget = 60 * float(command[command.index("--time-budget") + 1])
-            return max(0.0, budget - done.get("train_seconds", 0.0) + done.get("budget_start", 0.0))
-        last = len(command) - 1 - command[::-1].index("--num-steps")  # the set's, after the configuration's
-        return max(0, int(command[last + 1]) - done.get("step", 0))
+        spent = done.get("train_seconds", 0.0) - done.get("budget_start", 0.0) if timed else done.get("step", 0)
+        return max(0, whole - spent)
     except (OSError, ValueError, TypeError, AttributeError):  # a damaged run: the run itself will say what is wrong
         return 0
 
@@ -299,6 +298,8 @@ def main(argv=None):
             data.load_text(args.data, log=lambda s: None)  # a bad --data is said once, before any run
         (Path(args.out) / args.set).mkdir(parents=True, exist_ok=True)
         # Time left: a time budget is the time a run takes; steps take what this command's runs took so far.
+        timed = SETS[args.set]["budget"] == "time_budget"
+        whole = 60 * args.time_budget if timed else args.num_steps
         started, trained = time.time(), 0
         for i, (config, seed, folder, command) in enumerate(runs, start=1):
             said = f"[{i}/{len(runs)}] {config}, seed {seed}"
@@ -306,14 +307,14 @@ def main(argv=None):
                 check_reused(folder, command)
                 print(f"{said}: done before, reused", flush=True)
                 continue
-            left = sum(work_left(f, c) for _, _, f, c in runs[i - 1:] if status(f) != "done")
-            if SETS[args.set]["budget"] == "time_budget":
+            left = sum(work_left(f, timed, whole) for _, _, f, _ in runs[i - 1:])
+            if timed:
                 per_unit = 1.0  # a second of budget takes a second
             else:
                 per_unit = (time.time() - started) / trained if trained else None
             eta = f", about {max(1, round(left * per_unit / 60))} min left" if per_unit else ""
             print(f"{said}: training ({status(folder)}){eta}", flush=True)
-            this_run = work_left(folder, command)
+            this_run = work_left(folder, timed, whole)
             run_one(folder, command)
             trained += this_run
             results = results_of(folder)

@@ -143,8 +143,8 @@ def read_config(folder):
                             f"restore it, or train again with another --out")
     if config["step"] < 0 or not all(isinstance(p, int) and p >= 0 for p in config["batch_position"]):
         raise UserError(f"{path} is damaged: a negative step or batch position; restore it, or train again")
-    config["saved"] = [s for s in config.get("saved", []) if isinstance(s, int)]
-    config["best_saved"] = [s for s in config.get("best_saved", []) if isinstance(s, int)]
+    for key in ("saved", "best_saved"):
+        config[key] = [s for s in config.get(key, []) if isinstance(s, int)]
     return config
 
 

@@ -101,18 +101,17 @@ def test_a_set_on_a_time_budget(corpus, tmp_path, capsys, monkeypatch):
 
 
 def test_time_left_counts_what_a_partial_run_has_done(tmp_path):
-    (_, _, folder, command), *_ = experiments.plan("recipe", 2, tmp_path, None, 30001, 30)
-    assert experiments.work_left(folder, command) == 1800  # seconds of --time-budget 30
-    folder.mkdir(parents=True)
+    folder = tmp_path / "run"
+    assert experiments.work_left(folder, True, 1800) == 1800  # seconds of --time-budget 30
+    folder.mkdir()
     (folder / "config.json").write_text(json.dumps({"train_seconds": 1750.0, "budget_start": 100.0}))
-    assert experiments.work_left(folder, command) == 150  # 1,650 s of this budget spent
-    (_, _, folder, command), *_ = experiments.plan("claims", 1, tmp_path, None, 30001, 30)
-    assert experiments.work_left(folder, command) == 30001  # steps
-    folder.mkdir(parents=True)
+    assert experiments.work_left(folder, True, 1800) == 150  # 1,650 s of this budget spent
     (folder / "config.json").write_text(json.dumps({"step": 10000}))
-    assert experiments.work_left(folder, command) == 20001
+    assert experiments.work_left(folder, False, 30001) == 20001  # steps
     (folder / "config.json").write_text("{damaged")
-    assert experiments.work_left(folder, command) == 0  # the run says what is wrong when it comes to it
+    assert experiments.work_left(folder, False, 30001) == 0  # the run says what is wrong when it comes to it
+    (folder / "results.json").write_text("{}")
+    assert experiments.work_left(folder, False, 30001) == 0  # done
 
 
 def test_the_claims_set_has_every_claim_of_the_issue():
