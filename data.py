@@ -10,6 +10,7 @@ import string
 import sys
 import tempfile
 import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -203,7 +204,7 @@ def _verify_text8_zip(path, sha1):
             if TEXT8_MEMBER not in z.namelist():
                 raise DataError(f"the zip has no '{TEXT8_MEMBER}' member")
             digest = hashlib.sha1(z.read(TEXT8_MEMBER)).hexdigest()
-    except (zipfile.BadZipFile, EOFError, OSError) as e:
+    except (zipfile.BadZipFile, EOFError, OSError, zlib.error) as e:
         raise DataError(f"the file is not a valid zip ({e})") from None
     if digest != sha1:
         raise DataError(f"the '{TEXT8_MEMBER}' member has SHA-1 {digest}, expected {sha1}")
@@ -226,8 +227,9 @@ def _read_bytes(path):
                     raise DataError(f"{path}: a zip must hold a '{TEXT8_MEMBER}' member or exactly one "
                                     f"file, this one holds {len(names)}; unzip the text you want and pass it")
                 raw = z.read(name)
-        except (zipfile.BadZipFile, EOFError) as e:
-            raise DataError(f"{path}: the zip is damaged ({e}); unzip it by hand and pass the text") from None
+        except (zipfile.BadZipFile, EOFError, zlib.error) as e:  # zlib.error: its compressed data is damaged
+            raise DataError(f"{path}: the zip is damaged ({e}); download it again, or unzip it by hand and pass "
+                            f"the text") from None
         except (RuntimeError, NotImplementedError) as e:  # encrypted, or compressed in a way Python cannot read
             raise DataError(f"{path}: the zip cannot be read here ({e}); unzip it by hand and pass the text") from None
         if name == TEXT8_MEMBER and len(raw) == TEXT8_SIZE:  # it claims to be text8: check it is
@@ -236,7 +238,11 @@ def _read_bytes(path):
                 raise DataError(f"{path}: its text8 member has SHA-1 {digest}, expected {TEXT8_SHA1}; "
                                 f"the file is damaged, download it again")
         return raw
-    return Path(path).read_bytes()
+    raw = Path(path).read_bytes()
+    if raw.startswith(b"PK\x03\x04"):  # a zip's first bytes, but no zip's directory at its end
+        raise DataError(f"{path} is a damaged or truncated zip; download it again, or unzip it by hand and pass "
+                        f"the text")
+    return raw
 
 
 def load_text(path, log=print):
@@ -281,7 +287,11 @@ def load_corpus(data=None, cache_dir=None, log=print):
         source = "text8"
     else:
         path = Path(data)
-        source = str(path.resolve())
+        try:
+            source = str(path.resolve())
+        except (RuntimeError, OSError):  # a symbolic link that points back at itself
+            raise DataError(f"{path}: a loop of symbolic links, not a file; pass --data PATH to a text file "
+                            f"or a text8 zip") from None
     ids = text_to_ids(load_text(path, log=log))
     return ids, source
 

@@ -18,11 +18,34 @@ if _MAIN_THREAD:
 import data  # noqa: E402 (after the handler, as everything below)
 
 
+def _fill_closed_output():
+    """Points a closed stdout or stderr (`>&-`, `2>&-`) at the null device: otherwise the next file opened
+    would take its number, and whatever TensorFlow's C++ side logs would be written into that file."""
+    for fd, name in ((1, "stdout"), (2, "stderr")):
+        try:
+            os.fstat(fd)
+        except OSError:
+            null = os.open(os.devnull, os.O_WRONLY)
+            if null != fd:
+                os.dup2(null, fd)
+                os.close(null)
+            if getattr(sys, name) is None:
+                setattr(sys, name, open(fd, "w", closefd=False))
+
+
+_fill_closed_output()
+
+
 @contextlib.contextmanager
 def _quiet_stderr():
-    """Silences file descriptor 2 (where TensorFlow's C++ start-up banner goes) for the block."""
-    sys.stderr.flush()
-    saved = os.dup(2)
+    """Silences file descriptor 2 (where TensorFlow's C++ start-up banner goes) for the block; does nothing
+    when there is no stderr (`2>&-`: sys.stderr is None and descriptor 2 is closed)."""
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (AttributeError, OSError):
+        yield
+        return
     with open(os.devnull, "w") as devnull:
         os.dup2(devnull.fileno(), 2)
     try:

@@ -7,6 +7,7 @@ removes exactly those files. Every JSON file is written atomically.
 import contextlib
 import hashlib
 import json
+import math
 import os
 import shutil
 import socket
@@ -56,6 +57,30 @@ def check_writable(folder):
             pass
     except OSError as e:
         raise UserError(f"cannot write in {folder} ({e.strerror}); pass another --out") from None
+
+
+def check_free_space(folder, model):
+    """UserError unless folder's disk has room for the saves ahead: a new checkpoint is written before the
+    oldest is pruned, and best/ gets its own, so two checkpoints' worth and a megabyte for the rest (config,
+    TensorBoard events). An empty file can still be made on a full disk, so this asks for the space itself."""
+    checkpoint_bytes = sum(4 * int(np.prod(v.shape.as_list())) for v in model.saved_variables)
+    needed = 2 * checkpoint_bytes + (1 << 20)
+    try:
+        free = shutil.disk_usage(folder).free
+    except OSError:  # the platform cannot tell: the first save will
+        return
+    if free < needed:
+        raise UserError(f"{folder} has {free / 2 ** 20:,.1f} MB free and a run of this model needs about "
+                        f"{needed / 2 ** 20:,.1f} MB to save its checkpoints; free some space or pass another --out")
+
+
+def remove_dead_save(folder):
+    """Deletes the temporary files of a save that died before it finished (kill -9, a crash) in a folder with
+    no config.json: the Saver's *_temp* and *.tempstate* files are only ever its own scratch files."""
+    folder = Path(folder)
+    if folder.is_dir() and not (folder / CONFIG).exists():
+        _remove(p for pattern in (f"{PREFIX}-*_temp*", f"{PREFIX}-*.tempstate*", f"{BEST}/{PREFIX}-*_temp*",
+                                  f"{BEST}/{PREFIX}-*.tempstate*") for p in list(folder.glob(pattern)))
 
 
 def earlier_run_files(folder):
@@ -141,8 +166,16 @@ def read_config(folder):
         if not isinstance(value, kind) or isinstance(value, bool):
             raise UserError(f"{path} is damaged: {key} is {'missing' if value is None else repr(value)}; "
                             f"restore it, or train again with another --out")
-    if config["step"] < 0 or not all(isinstance(p, int) and p >= 0 for p in config["batch_position"]):
-        raise UserError(f"{path} is damaged: a negative step or batch position; restore it, or train again")
+    if not 0 <= config["step"] <= settings.RANGES["num_steps"][1]:
+        raise UserError(f"{path} is damaged: step {config['step']:,} is outside 0..{settings.RANGES['num_steps'][1]:,}; "
+                        f"restore it, or train again with another --out")
+    if not all(isinstance(p, int) and not isinstance(p, bool) and p >= 0 for p in config["batch_position"]):
+        raise UserError(f"{path} is damaged: batch_position must be a list of whole numbers from 0 up; restore it, "
+                        f"or train again with another --out")
+    for key in ("train_seconds", "budget_start"):
+        if key in config and not (math.isfinite(config[key]) and config[key] >= 0):
+            raise UserError(f"{path} is damaged: {key} is {config[key]!r}, not a number of seconds from 0 up; "
+                            f"restore it, or train again with another --out")
     for key in ("saved", "best_saved"):
         config[key] = [s for s in config.get(key, []) if isinstance(s, int)]
     return config
@@ -176,7 +209,12 @@ def configure(architecture, hparams, argv):
     if not resume:
         if out.exists() and not out.is_dir():
             raise UserError(f"--out {out} is a file, not a folder; pass another --out")
+        remove_dead_save(out)
         earlier = earlier_run_files(out)
+        if earlier and not (out / CONFIG).exists() and not (out / RESULTS).exists():
+            leftovers = sorted(str(p.relative_to(out)) for p in out.glob(PREFIX + "*"))
+            raise UserError(f"{out} holds checkpoint files but no {CONFIG}, so no run that can be continued (a "
+                            f"first save that was killed?): delete {', '.join(leftovers)}, or pass another --out")
         if earlier:
             raise UserError(f"{out} already holds a run ({earlier}); pass --resume to continue it, "
                             f"or --out DIR for a new one")
@@ -283,6 +321,11 @@ def restore(sess, model, folder, config):
                                 f"in the checkpoint, {shape} in the model")
         model.saver.restore(sess, str(prefix))
         sess.run(model.init_unsaved)
+        saved_step = int(sess.run(model.global_step))
+        if saved_step != config["step"]:  # a hand-edited step would misplace the schedule and the budget
+            raise UserError(f"{Path(folder) / CONFIG} says step {config['step']:,} but its checkpoint "
+                            f"{config['checkpoint']} holds step {saved_step:,}; restore config.json, or set its "
+                            f"step to {saved_step}")
         return sess.run(model.saved_state)
     except tf.errors.NotFoundError:
         raise UserError(f"{prefix}: its files are missing or do not hold this model's variables; the run "

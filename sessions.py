@@ -34,14 +34,18 @@ def threads(hp):
     return hp.get("threads") or cores()
 
 
+MAX_CHAINS = 16  # more only multiply the graph: 64 threads once made 128 evaluation chains, minutes to build
+
+
 def chains(hp):
-    """How many independent chains fast.recurrence cuts a batch into: one per thread.
+    """How many independent chains fast.recurrence cuts a batch into: one per thread, at most MAX_CHAINS
+    (each chain is its own ops at every step; fast.recurrence also makes no more chains than rows).
 
     A small model's step is bound by the cost of each op along the recurrence's critical path, which more
     chains do not shorten; a wide model's by its matmuls, which one chain per core splits with no
     synchronisation inside an op (measured on 2 cores: README, Performance).
     """
-    return threads(hp)
+    return min(threads(hp), MAX_CHAINS)
 
 
 def session_config(hp):

@@ -5,7 +5,9 @@ and then; at the end, score the whole validation and test splits.
 The command line, the run folder and the Session callables are machinery kept out of the way, in
 settings.py, runs.py and sessions.py.
 """
+import contextlib
 import math
+import os
 import signal
 import sys
 import time
@@ -122,7 +124,7 @@ class Stopped(KeyboardInterrupt):
 
 
 class StopFlag:
-    """Turns the first Ctrl-C (or SIGTERM: kill, timeout, a closing terminal) into a request to save and stop
+    """Turns the first Ctrl-C (or SIGTERM: kill, timeout; SIGHUP: a closing terminal) into a request to save and stop
     at the end of the current step; a second one, or any once `immediate` is set, stops at once."""
 
     def __init__(self):
@@ -142,7 +144,8 @@ class StopFlag:
             signal.signal(s, handler)
 
 
-_STOP_SIGNALS = [signal.SIGINT] + ([signal.SIGTERM] if hasattr(signal, "SIGTERM") and sys.platform != "win32" else [])
+# Ctrl-C; kill and timeout (SIGTERM); a closing terminal or a dropped ssh session (SIGHUP). Windows has only Ctrl-C.
+_STOP_SIGNALS = [signal.SIGINT] + ([signal.SIGTERM, signal.SIGHUP] if sys.platform != "win32" else [])
 
 
 def save(sess, model, out, config, state, batches, step, seconds, valid_bpc=None):
@@ -230,6 +233,7 @@ def run(architecture, build_graph, hp, out, data_path, config, log):
     log("config: " + ", ".join(f"{k}={v}" for k, v in hp.items()))
     model = build_graph(hp)
     model.graph.finalize()  # the loop adds no ops, so a slip cannot grow the graph step after step
+    runs.check_free_space(out, model)  # a full disk is found now, not after hours of training
     sess = sessions.new_session(model)
     if config is None:
         sess.run(model.init)
@@ -324,10 +328,56 @@ def run(architecture, build_graph, hp, out, data_path, config, log):
     return results
 
 
+class OutputThatMayGoAway:
+    """A stand-in for sys.stdout for the length of a run: when the output goes away (a closed pipe, as in
+    `| head`; a terminal that closed; a log file on a full disk), it says so once on stderr and drops what
+    follows, so that training goes on and saves as usual instead of dying at its next report line."""
+
+    def __init__(self, stream):
+        self._stream, self.lost = stream, stream is None  # None: started with stdout closed (>&-)
+
+    def write(self, text):
+        if not self.lost:
+            try:
+                return self._stream.write(text)
+            except OSError as e:
+                self._lose(e)
+        return len(text)
+
+    def flush(self):
+        if not self.lost:
+            try:
+                self._stream.flush()
+            except OSError as e:
+                self._lose(e)
+
+    def _lose(self, error):
+        self.lost = True
+        try:  # what is still buffered goes nowhere, rather than failing again when Python exits
+            os.dup2(os.open(os.devnull, os.O_WRONLY), self._stream.fileno())
+        except (OSError, ValueError, AttributeError):
+            pass
+        if sys.stderr is not None:
+            with contextlib.suppress(OSError):
+                print(f"note: the output went away ({error.strerror or error}); training goes on, saving as "
+                      f"usual, and says nothing more", file=sys.stderr, flush=True)
+
+    def __getattr__(self, name):
+        return getattr(self._stream, name)
+
+
 def main(architecture, hparams, graphs_by_name, argv=None):
     """Runs train() for an architecture's script; user mistakes become one line and a non-zero exit."""
     if hasattr(sys.stdout, "reconfigure"):
         sys.stdout.reconfigure(line_buffering=True)  # each report line reaches a log file as it is printed
+    stdout, sys.stdout = sys.stdout, OutputThatMayGoAway(sys.stdout)
+    try:
+        return _main(architecture, hparams, graphs_by_name, argv)
+    finally:
+        sys.stdout = stdout
+
+
+def _main(architecture, hparams, graphs_by_name, argv):
     try:
         train(architecture, hparams, graphs_by_name, argv)
     except (UserError, data.DataError) as e:

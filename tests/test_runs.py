@@ -259,6 +259,11 @@ EDITS = {
     "batch position of another batch size": dict(batch_position=[0, 1]),
     "budget start as text": dict(budget_start="soon"),
     "corpus size as text": dict(data_chars="many"),
+    "a step past any run": dict(step=10 ** 30),
+    "a step that is not the checkpoint's": dict(step=30),
+    "train_seconds NaN": dict(train_seconds=float("nan")),
+    "train_seconds infinite": dict(train_seconds=float("inf")),
+    "a fractional batch position": dict(batch_position=[1.5, 0, 0, 0]),
 }
 
 

@@ -297,6 +297,15 @@ def test_fast_graph_cuts_the_batch_into_one_chain_per_thread():
         assert len(cuts) == 1 and [o.shape[0] for o in cuts[0].outputs] == rows, threads
 
 
+def test_many_threads_do_not_multiply_the_graph():
+    hp = hparams(arch1_hidden, threads=64)  # a 64-core machine, or --threads 64: the default model
+    assert sessions.chains(hp) == sessions.MAX_CHAINS == 16
+    model = arch1_hidden.GRAPHS["fast"](hp)
+    cuts = [op for op in model.graph.get_operations() if op.type == "SplitV"
+            and op.inputs[0].name == model.initial_state.name]
+    assert len(cuts) == 1 and len(cuts[0].outputs) == 16  # 32 rows in 16 chains, not 64
+
+
 def test_report_lines_reach_a_log_file_as_they_are_printed(corpus, tmp_path):
     log = tmp_path / "train.log"
     with open(log, "w") as f:  # python arch1_hidden.py > train.log &, then tail -f train.log

@@ -1,0 +1,141 @@
+"""Ways a run could lose work or end in a traceback, each reproduced: a closing terminal (SIGHUP), output
+that goes away (a closed pipe, a closed stderr), a save killed before the first config.json, a full disk
+found at the start, damaged zips and symbolic-link loops as --data."""
+import io
+import signal
+import subprocess
+import sys
+import threading
+import zipfile
+from pathlib import Path
+
+import pytest
+
+import arch1_hidden
+import runs
+from helpers import TINY, write_corpus
+
+ROOT = Path(__file__).resolve().parent.parent
+POSIX = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals and descriptors")
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    return write_corpus(tmp_path_factory.mktemp("corpus") / "words.txt")
+
+
+def start(args, **kwargs):
+    kwargs = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE, **kwargs}
+    proc = subprocess.Popen([sys.executable, "-u", *map(str, args)], cwd=ROOT, text=True, **kwargs)
+    watchdog = threading.Timer(180, proc.kill)  # never hang the suite
+    watchdog.start()
+    return proc, watchdog
+
+
+def one_line_error(capsys, prefix="arch1_hidden.py: error: "):
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith(prefix) and "Traceback" not in err, err
+    return err
+
+
+def config_of(folder):
+    return runs.read_config(folder)
+
+
+@POSIX
+def test_a_closing_terminal_sighup_saves_and_stops(corpus, tmp_path):
+    out = tmp_path / "run"
+    proc, watchdog = start(["arch1_hidden.py", "--data", corpus, "--out", out, *TINY, "--eval-frequency", 100000,
+                            "--num-steps", 10_000_000])
+    for line in proc.stdout:
+        if line.split()[:2] == ["step", "30/10,000,000"]:
+            break
+    proc.send_signal(signal.SIGHUP)
+    stdout, stderr = proc.communicate(timeout=120)
+    watchdog.cancel()
+    assert proc.returncode == 128 + signal.SIGHUP and "Traceback" not in stderr, stderr
+    assert config_of(out)["step"] >= 30 and "interrupted: saved step" in stdout
+
+
+@POSIX
+def test_a_closed_stdout_pipe_does_not_stop_training(corpus, tmp_path):
+    """python arch1_hidden.py ... | head -n 2: the run goes on to its end and saves everything."""
+    out = tmp_path / "run"
+    proc, watchdog = start(["arch1_hidden.py", "--data", corpus, "--out", out, *TINY, "--num-steps", 200])
+    lines = [proc.stdout.readline() for _ in range(2)]
+    proc.stdout.close()  # what head does after its lines
+    stderr = proc.stderr.read()
+    proc.wait(timeout=120)
+    watchdog.cancel()
+    assert all(lines) and proc.returncode == 0, stderr
+    assert "Traceback" not in stderr and "the output went away" in stderr, stderr
+    assert config_of(out)["step"] == 200 and (out / "results.json").exists()
+
+
+@POSIX
+def test_a_closed_stderr_is_not_a_silent_exit(corpus, tmp_path):
+    """python arch1_hidden.py ... 2>&-: stderr closed before Python starts."""
+    out = tmp_path / "run"
+    proc = subprocess.run([sys.executable, "arch1_hidden.py", "--data", str(corpus), "--out", str(out), *TINY,
+                           "--num-steps", "20"], cwd=ROOT, stdout=subprocess.PIPE, text=True, timeout=180,
+                          preexec_fn=lambda: __import__("os").close(2))
+    assert proc.returncode == 0 and "results in" in proc.stdout, proc.stdout
+    assert (out / "results.json").exists()
+
+
+def test_a_save_killed_before_the_first_config_is_cleaned_up(corpus, tmp_path, capsys):
+    """kill -9 during the first save leaves the Saver's temporary files and no config.json: ours to delete."""
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "model.ckpt-20.data-00000-of-00001.tempstate8814261").write_bytes(b"half a checkpoint")
+    (out / "model.ckpt-20_temp").mkdir()
+    (out / "model.ckpt-20_temp" / "part-00000-of-00001.index").write_bytes(b"x")
+    (out / "notes.txt").write_text("the user's own file")
+    assert arch1_hidden.main(["--data", str(corpus), "--out", str(out), *TINY, "--num-steps", "20"]) == 0
+    assert config_of(out)["step"] == 20 and (out / "notes.txt").read_text() == "the user's own file"
+    assert not list(out.glob("*temp*"))
+
+
+def test_checkpoint_files_without_a_config_say_what_to_delete(corpus, tmp_path, capsys):
+    out = tmp_path / "run"
+    out.mkdir()
+    for name in ("model.ckpt-20.index", "model.ckpt-20.data-00000-of-00001"):
+        (out / name).write_bytes(b"a save that finished, then died before config.json")
+    assert arch1_hidden.main(["--data", str(corpus), "--out", str(out), *TINY, "--num-steps", "20"]) == 1
+    err = one_line_error(capsys)
+    assert "no config.json" in err and "delete model.ckpt-20.data-00000-of-00001, model.ckpt-20.index" in err
+    assert len(list(out.iterdir())) == 2  # nothing deleted that a save finished writing
+
+
+def test_a_full_disk_is_found_before_training(corpus, tmp_path, capsys, monkeypatch):
+    out = tmp_path / "run"
+    assert arch1_hidden.main(["--data", str(corpus), "--out", str(out), *TINY, "--num-steps", "20"]) == 0
+    (out / ".lock").touch()  # an empty file can still be made on a full disk: the old check passed
+    real = runs.shutil.disk_usage
+    monkeypatch.setattr(runs.shutil, "disk_usage", lambda p: real(p)._replace(free=4096))
+    saved = lambda: {p.name: p.read_bytes() for p in out.iterdir() if p.is_file() and p.name != ".lock"}
+    before = saved()
+    assert arch1_hidden.main(["--out", str(out), "--resume", "--num-steps", "60"]) == 1
+    err = one_line_error(capsys)
+    assert "MB free" in err and "needs about" in err
+    assert saved() == before
+
+
+def test_damaged_zips_and_link_loops_are_one_line_errors(corpus, tmp_path, capsys):
+    good = tmp_path / "good.zip"
+    with zipfile.ZipFile(good, "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr("text8", corpus.read_text() * 3)
+    raw = bytearray(good.read_bytes())
+    start = 30 + len("text8")  # the member's compressed data follows its local header
+    raw[start + 40:start + 200] = bytes(160)  # deflate data damaged, the zip's directory intact
+    damaged = tmp_path / "damaged.zip"
+    damaged.write_bytes(bytes(raw))
+    truncated = tmp_path / "truncated.zip"
+    truncated.write_bytes(good.read_bytes()[:len(raw) // 2])
+    loop = tmp_path / "loop"
+    loop.symlink_to(loop)
+    for path, words in ((damaged, "the zip is damaged"), (truncated, "damaged or truncated zip"),
+                        (loop, "loop of symbolic links")):
+        out = tmp_path / f"run-{path.name}"
+        assert arch1_hidden.main(["--data", str(path), "--out", str(out), *TINY, "--num-steps", "5"]) == 1
+        assert words in one_line_error(capsys), path
