@@ -197,13 +197,15 @@ def in_subprocess(which, quick):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="bench.py", description=__doc__.split("\n")[0])
+    parser = settings.OneLineParser(prog="bench.py", description=__doc__.split("\n")[0])
     parser.add_argument("--json", metavar="PATH", help="also write the figures as JSON")
     parser.add_argument("--memory", action="store_true",
                         help="also measure peak memory of a default run on a 100M-character corpus (~2 min)")
     parser.add_argument("--quick", action="store_true", help="tiny sizes, to check that the script runs")
     parser.add_argument("--one", metavar="WHICH", help=argparse.SUPPRESS)  # internal: one measurement, as JSON
     args = parser.parse_args(argv)
+    if args.one is not None and args.one != "eval" and args.one not in map(str, range(len(CONFIGS))):
+        parser.error(f"--one takes eval or a configuration's number from 0 to {len(CONFIGS) - 1}, not {args.one!r}")
     if args.one is not None:
         print(json.dumps(one(args.one, args.quick)))
         return 0
@@ -234,4 +236,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(settings.run_command("bench.py", main))

@@ -122,6 +122,16 @@ def work_left(folder, timed, whole):
         return 0
 
 
+def _die_with_parent():
+    """In the child, on Linux: SIGTERM when this process dies, however it dies (kill -9 included), so that the
+    run saves and stops instead of training on alone in its own session."""
+    import ctypes
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # 1: PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
 def run_one(folder, command):
     """Trains one run in its own process, resuming it if it was interrupted; its output goes to train.log.
 
@@ -134,22 +144,20 @@ def run_one(folder, command):
     posix = sys.platform != "win32"
     with open(folder / "train.log", "a") as log:
         child = subprocess.Popen([sys.executable, "-u", *command], cwd=ROOT, stdout=log, stderr=subprocess.PIPE,
-                                 text=True, start_new_session=posix)
+                                 text=True, start_new_session=posix,
+                                 preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None)
         forward = lambda signum, frame: child.send_signal(signum) if posix else None  # Windows: it has it too
-        previous = {s: signal.signal(s, forward) for s in STOP_SIGNALS}
+        previous = {s: signal.signal(s, forward) for s in settings.STOP_SIGNALS}
         try:
             _, err = child.communicate()
         finally:
             for s, handler in previous.items():
                 signal.signal(s, handler)
-    if child.returncode in (128 + signal.SIGINT, 128 + 15):
+    if child.returncode in (128 + s for s in settings.STOP_SIGNALS):
         raise KeyboardInterrupt
     if child.returncode:
         said = err.strip().splitlines()[-1:] or [f"exit status {child.returncode}"]
         raise ExperimentError(f"{folder}: {said[0]} (the command: python {' '.join(command)})")
-
-
-STOP_SIGNALS = [signal.SIGINT] + ([signal.SIGTERM] if sys.platform != "win32" else [])
 
 
 def check_reused(folder, command):
@@ -332,4 +340,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(settings.run_command("experiments.py", main))

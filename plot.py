@@ -106,4 +106,4 @@ def draw(runs, out):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(settings.run_command("plot.py", main))

@@ -2,7 +2,7 @@
 
 The run folder's config.json names the architecture, its hyperparameters and the checkpoint to load.
 """
-import os
+import signal
 import sys
 
 import numpy as np
@@ -72,24 +72,13 @@ def main(argv=None):
             for char in sampler.characters(args.length, rng, prime=prime, temperature=args.temperature,
                                            argmax=args.argmax):
                 made.append(char)
-        except KeyboardInterrupt:  # Ctrl-C: print what was made, then stop
+        except KeyboardInterrupt as e:  # Ctrl-C or SIGTERM: print what was made, then stop
             print(prime + "".join(made), flush=True)
-            return 130
+            return 128 + getattr(e, "signum", signal.SIGINT)
         print(prime + "".join(made), flush=True)
     sess.close()
     return 0
 
 
-def run_script():
-    """main() as a command: output into a closed pipe (sample.py | head) ends quietly."""
-    try:
-        return main()
-    except BrokenPipeError:  # the reader has gone: send what is left in stdout's buffer nowhere
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 1
-    except KeyboardInterrupt:  # while loading, before any text
-        return 130
-
-
 if __name__ == "__main__":
-    sys.exit(run_script())
+    sys.exit(settings.run_command("sample.py", main))

@@ -3,12 +3,68 @@ the same way on the command line and in a run folder's config.json.
 """
 import argparse
 import math
+import os
+import signal
+import sys
+import threading
 
+import data
 import graphs
 
 
 class UserError(Exception):
     """A mistake the user can fix (bad option, unusable run folder); the message says how, in one line."""
+
+
+class Stopped(KeyboardInterrupt):
+    """Stopped by a signal; the exit status is 128 + its number, as a shell reports it."""
+
+    def __init__(self, signum):
+        super().__init__(signum)
+        self.signum = signum
+
+
+# Ctrl-C; kill and timeout (SIGTERM); a closing terminal or a dropped ssh session (SIGHUP). Windows: Ctrl-C only.
+STOP_SIGNALS = [signal.SIGINT] + ([signal.SIGTERM, signal.SIGHUP] if sys.platform != "win32" else [])
+
+
+def _stop(signum, frame):
+    raise Stopped(signum)
+
+
+def _drop_stdout():
+    """Sends what is left in stdout's buffer nowhere (its reader has gone, or its disk is full), so that Python
+    does not fail again writing it out at exit."""
+    try:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):
+        pass
+
+
+def run_command(prog, main, argv=None):
+    """main(argv) of a tool as a command; returns its exit status. A user's mistake (UserError, DataError) or
+    an output that fails (a closed pipe, a full disk) is one line on stderr and status 1; Ctrl-C, SIGTERM and
+    SIGHUP stop it with 128 + the signal's number (main may catch KeyboardInterrupt to finish its output)."""
+    if sys.platform != "win32" and threading.current_thread() is threading.main_thread():
+        for s in (signal.SIGTERM, signal.SIGHUP):
+            if signal.getsignal(s) == signal.SIG_DFL:
+                signal.signal(s, _stop)
+    try:
+        status = main(argv)
+        sys.stdout.flush()  # a full disk or a closed pipe is found here, not after the exit status is set
+        return status
+    except (UserError, data.DataError) as e:
+        print(f"{prog}: error: {e}", file=sys.stderr)
+        return 1
+    except BrokenPipeError:  # `| head`: the reader has what it wanted
+        _drop_stdout()
+        return 1
+    except OSError as e:
+        _drop_stdout()
+        print(f"{prog}: error: {e.filename or 'the output'}: {e.strerror or e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt as e:
+        return 128 + getattr(e, "signum", signal.SIGINT)
 
 
 LOOP_OPTIONS = dict(  # options of the run rather than the model; none of them changes what is learnt

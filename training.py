@@ -17,9 +17,10 @@ import numpy as np
 import data
 import runs
 import sessions
+import settings
 from batches import BatchGenerator
 from graphs import tf
-from settings import UserError
+from settings import Stopped, UserError
 
 
 def bpc(nats):
@@ -115,14 +116,6 @@ class Report:
         return round(float(np.median(self.speeds[1:] or self.speeds or [0.0])))
 
 
-class Stopped(KeyboardInterrupt):
-    """The run stopped on a signal; the exit status is 128 + its number, as a shell reports it."""
-
-    def __init__(self, signum):
-        super().__init__(signum)
-        self.signum = signum
-
-
 class StopFlag:
     """Turns the first Ctrl-C (or SIGTERM: kill, timeout; SIGHUP: a closing terminal) into a request to save and stop
     at the end of the current step; a second one, or any once `immediate` is set, stops at once."""
@@ -131,7 +124,7 @@ class StopFlag:
         self.signal, self.immediate = None, False
 
     def __enter__(self):
-        self._previous = {s: signal.signal(s, self._handle) for s in _STOP_SIGNALS}
+        self._previous = {s: signal.signal(s, self._handle) for s in settings.STOP_SIGNALS}
         return self
 
     def _handle(self, signum, frame):
@@ -144,8 +137,6 @@ class StopFlag:
             signal.signal(s, handler)
 
 
-# Ctrl-C; kill and timeout (SIGTERM); a closing terminal or a dropped ssh session (SIGHUP). Windows has only Ctrl-C.
-_STOP_SIGNALS = [signal.SIGINT] + ([signal.SIGTERM, signal.SIGHUP] if sys.platform != "win32" else [])
 
 
 def save(sess, model, out, config, state, batches, step, seconds, valid_bpc=None):

@@ -1,7 +1,6 @@
 """Ways a run could lose work or end in a traceback, each reproduced: a closing terminal (SIGHUP), output
 that goes away (a closed pipe, a closed stderr), a save killed before the first config.json, a full disk
 found at the start, damaged zips and symbolic-link loops as --data."""
-import io
 import signal
 import subprocess
 import sys
@@ -139,3 +138,58 @@ def test_damaged_zips_and_link_loops_are_one_line_errors(corpus, tmp_path, capsy
         out = tmp_path / f"run-{path.name}"
         assert arch1_hidden.main(["--data", str(path), "--out", str(out), *TINY, "--num-steps", "5"]) == 1
         assert words in one_line_error(capsys), path
+
+
+# ---------------------------------------------------------------------------------------------
+# The tools: output that fails is one line, a signal keeps what was made.
+# ---------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def trained(corpus, tmp_path_factory):
+    out = tmp_path_factory.mktemp("trained") / "run"
+    assert arch1_hidden.main(["--data", str(corpus), "--out", str(out), *TINY, "--num-steps", "20"]) == 0
+    return out
+
+
+@POSIX
+def test_sample_sigterm_prints_what_it_made(trained):
+    proc, watchdog = start(["sample.py", "--checkpoint", trained, "--length", 10_000_000, "--seed", 1])
+    while "from " not in proc.stderr.readline():  # "sample.py: arch1_hidden at step 20 from ...": sampling now
+        pass
+    import time
+    time.sleep(1.0)
+    proc.send_signal(signal.SIGTERM)
+    stdout, stderr = proc.communicate(timeout=60)
+    watchdog.cancel()
+    assert proc.returncode == 128 + signal.SIGTERM and "Traceback" not in stderr, stderr
+    assert len(stdout.strip()) > 10 and set(stdout.strip()) <= set(" abcdefghijklmnopqrstuvwxyz")
+
+
+@POSIX
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")
+@pytest.mark.parametrize("tool", ["sample.py", "evaluate.py"])
+def test_a_full_disk_under_the_output_is_one_line(tool, trained, corpus):
+    args = (["--checkpoint", trained, "--length", 100_000] if tool == "sample.py"
+            else ["--checkpoint", trained, "--data", corpus, "--json"])
+    with open("/dev/full", "w") as full:
+        proc = subprocess.run([sys.executable, tool, *map(str, args)], cwd=ROOT, stdout=full,
+                              stderr=subprocess.PIPE, text=True, timeout=180)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr and "Exception" not in proc.stderr, proc.stderr
+    assert proc.stderr.splitlines()[-1] == f"{tool}: error: the output: No space left on device"
+
+
+@POSIX
+def test_a_closed_pipe_under_evaluate_is_quiet(trained, corpus):
+    proc, watchdog = start(["evaluate.py", "--checkpoint", trained, "--data", corpus])
+    proc.stdout.close()  # evaluate.py ... | head -c 0
+    stderr = proc.stderr.read()
+    proc.wait(timeout=120)
+    watchdog.cancel()
+    assert "Traceback" not in stderr and "Exception" not in stderr, stderr
+
+
+@pytest.mark.parametrize("argv, words", [(["--one", "abc"], "--one takes eval or"),
+                                         (["--one", "99"], "--one takes eval or"),
+                                         (["--fastest"], "unrecognized arguments: --fastest")])
+def test_bench_bad_options_are_one_line(argv, words):
+    proc = subprocess.run([sys.executable, "bench.py", *argv], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and words in proc.stderr, proc.stderr
