@@ -164,15 +164,29 @@ def check_reused(folder, command):
     """ExperimentError if a finished run was made with other settings than the plan's (e.g. --num-steps)."""
     module = ARCHITECTURES[command[0][:-len(".py")]]
     planned = vars(settings.build_parser(module.ARCHITECTURE, module.HPARAMS).parse_args(command[1:]))
-    hparams = json.loads((folder / "config.json").read_text())["hparams"]
+    hparams = read_run_json(folder / "config.json").get("hparams")
+    if not isinstance(hparams, dict):
+        raise ExperimentError(f"{folder / 'config.json'} is damaged (no hparams); delete {folder} to train it again")
     for name, value in planned.items():
         if name in hparams and hparams[name] != value:
             raise ExperimentError(f"{folder} was trained with --{name.replace('_', '-')} {hparams[name]}, not "
                                   f"{value}; pass another --out for a set with other settings")
 
 
+def read_run_json(path):
+    """A finished run's config.json or results.json; ExperimentError if it is damaged."""
+    try:
+        value = json.loads(path.read_text())
+    except (ValueError, OSError) as e:
+        raise ExperimentError(f"{path} is damaged ({getattr(e, 'strerror', None) or 'not JSON'}); delete its run "
+                              f"folder {path.parent} to train it again") from None
+    if not isinstance(value, dict):
+        raise ExperimentError(f"{path} is damaged (not an object); delete its run folder {path.parent} to train it again")
+    return value
+
+
 def results_of(folder):
-    return json.loads((folder / "results.json").read_text())
+    return read_run_json(folder / "results.json")
 
 
 def mean_std(values):

@@ -63,6 +63,9 @@ def read_scalars(folder):
                     points.setdefault(value.tag, {})[event.step] = value.simple_value
         except tf.errors.DataLossError:  # a run killed while writing leaves a truncated last record
             pass
+    if not any(tag in points for tag, _ in PANELS):
+        raise UserError(f"{folder}: its event files hold none of the training curves (empty or damaged files, "
+                        f"or a run that stopped before its first report line)")
     return {tag: (sorted(p), [p[s] for s in sorted(p)]) for tag, p in points.items()}
 
 

@@ -4,6 +4,7 @@ the same way on the command line and in a run folder's config.json.
 import argparse
 import math
 import os
+import re
 import signal
 import sys
 import threading
@@ -161,6 +162,13 @@ def check_settings(hp, hparams):
 # The command line: every setting as --name-with-dashes.
 # ---------------------------------------------------------------------------------------------
 class OneLineParser(argparse.ArgumentParser):
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # -inf, -nan and -1e5 are values, not options, so that they get the range check's words (argparse's own
+        # pattern knows only -5 and -0.5, and calls --learning-rate -inf a missing argument)
+        self._negative_number_matcher = re.compile(r"^-(\d+|\d*\.\d+|\d+\.?\d*e[-+]?\d+|inf|infinity|nan)$",
+                                                   re.IGNORECASE)
+
     def error(self, message):
         """One line, no usage dump: what is wrong, and where to look."""
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")

@@ -193,3 +193,27 @@ def test_a_closed_pipe_under_evaluate_is_quiet(trained, corpus):
 def test_bench_bad_options_are_one_line(argv, words):
     proc = subprocess.run([sys.executable, "bench.py", *argv], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and words in proc.stderr, proc.stderr
+
+
+def test_plot_of_empty_or_garbage_event_files_is_one_line(tmp_path, capsys):
+    import plot
+    for name, content in (("empty", b""), ("garbage", bytes(range(256)) * 4)):
+        folder = tmp_path / name
+        folder.mkdir()
+        (folder / "events.out.tfevents.1.host").write_bytes(content)
+        assert plot.main([str(folder), "--out", str(tmp_path / f"{name}.png")]) == 1
+        assert "hold none of the training curves" in one_line_error(capsys, "plot.py: error: ")
+        assert not (tmp_path / f"{name}.png").exists()
+
+
+def test_experiments_damaged_run_json_and_out_a_file_are_one_line(tmp_path):
+    import experiments
+    folder = tmp_path / "run"
+    folder.mkdir()
+    (folder / "results.json").write_text("{garbage")
+    with pytest.raises(experiments.ExperimentError, match="results.json is damaged"):
+        experiments.results_of(folder)
+    (tmp_path / "afile").write_text("x")
+    proc = subprocess.run([sys.executable, "experiments.py", "claims", "--out", str(tmp_path / "afile"),
+                           "--data", str(tmp_path / "afile")], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1 and proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr, proc.stderr

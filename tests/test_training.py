@@ -196,6 +196,8 @@ def test_the_same_seed_repeats_a_run_and_another_seed_does_not(corpus, tmp_path)
     (["--valid-chars", "1"], "argument --valid-chars: 1 is out of range: it must be at least 2"),
     (["--graph", "slow"], "argument --graph: invalid choice: 'slow'"),
     (["--threads", "-1"], "argument --threads: -1 is out of range: it must be at least 0"),
+    (["--learning-rate", "-inf"], "argument --learning-rate: -inf is out of range"),
+    (["--clip-norm", "-1e5"], "argument --clip-norm: -1e5 is out of range"),
 ])
 def test_bad_values_are_one_line_errors(argv, message, capsys):
     with pytest.raises(SystemExit) as e:
