@@ -27,6 +27,7 @@ RESULTS = "results.json"
 LOCK = ".lock"
 PREFIX = "model.ckpt"
 BEST = "best"
+READ_ATTEMPTS = 20  # load_run: tries at a checkpoint that a live run keeps replacing
 
 try:  # the run-folder lock: fcntl on POSIX systems, msvcrt on Windows
     import fcntl
@@ -341,24 +342,29 @@ def load_run(folder, architectures, graph=None, finalize=True, restore_weights=T
     and GRAPHS). graph: "post" or "fast" (default: the run's own). finalize=False leaves the graph open for
     more ops; restore_weights=False initialises it afresh instead.
     """
-    for attempt in range(3):  # a training run may prune the checkpoint between reading config.json and loading it
-        config = read_config(folder)
-        if config["architecture"] not in architectures:
-            raise UserError(f"{Path(folder) / CONFIG} names the architecture {config['architecture']!r}; "
-                            f"known ones are {', '.join(architectures)}")
-        module = architectures[config["architecture"]]
-        hp = check_hparams(config, folder, module.HPARAMS)["hparams"]
-        model = module.GRAPHS[graph or hp["graph"]](hp)
-        if finalize:
-            model.graph.finalize()
-        sess = sessions.new_session(model)
-        if not restore_weights:
-            sess.run(model.init)
-            return config, model, sess
+    config = read_config(folder)
+    if config["architecture"] not in architectures:
+        raise UserError(f"{Path(folder) / CONFIG} names the architecture {config['architecture']!r}; "
+                        f"known ones are {', '.join(architectures)}")
+    module = architectures[config["architecture"]]
+    hp = check_hparams(config, folder, module.HPARAMS)["hparams"]
+    model = module.GRAPHS[graph or hp["graph"]](hp)
+    if finalize:
+        model.graph.finalize()
+    sess = sessions.new_session(model)
+    if not restore_weights:
+        sess.run(model.init)
+        return config, model, sess
+    # A run that is training saves and prunes as it goes: the checkpoint config.json named may be gone by the
+    # time it is read. The graph is built once (that is the slow part) and the newest checkpoint read again,
+    # as often as the run moves on under us; a checkpoint that stays named and broken is an error.
+    for attempt in range(READ_ATTEMPTS):
         try:
             restore(sess, model, folder, config)
             return config, model, sess
         except UserError:
-            sess.close()
-            if attempt == 2 or read_config(folder)["checkpoint"] == config["checkpoint"]:
+            newer = read_config(folder)
+            if attempt == READ_ATTEMPTS - 1 or newer["checkpoint"] == config["checkpoint"]:
+                sess.close()
                 raise
+            config = check_hparams(newer, folder, module.HPARAMS)

@@ -217,3 +217,28 @@ def test_experiments_damaged_run_json_and_out_a_file_are_one_line(tmp_path):
     proc = subprocess.run([sys.executable, "experiments.py", "claims", "--out", str(tmp_path / "afile"),
                            "--data", str(tmp_path / "afile")], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 1 and proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr, proc.stderr
+
+
+@POSIX
+def test_the_tools_read_a_run_that_is_training(corpus, tmp_path):
+    """sample.py, evaluate.py and gradients.py on a folder whose run saves and prunes every 10 steps."""
+    import time
+    import evaluate
+    import gradients
+    import sample
+    out = tmp_path / "live"
+    proc, watchdog = start(["arch1_hidden.py", "--data", corpus, "--out", out, *TINY, "--eval-frequency", 10,
+                            "--keep", 1, "--valid-chars", 50, "--num-steps", 10_000_000])
+    try:
+        for line in proc.stdout:
+            if line.startswith("validation at step 30"):
+                break
+        for _ in range(2):
+            assert sample.main(["--checkpoint", str(out), "--length", "20"]) == 0
+            assert evaluate.main(["--checkpoint", str(out), "--data", str(corpus), "--json"]) == 0
+            assert gradients.main([str(out), "--plot", str(tmp_path / "g.png")]) == 0
+        assert proc.poll() is None and runs.read_config(out)["step"] > 30  # it went on saving all along
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.communicate(timeout=120)
+        watchdog.cancel()
