@@ -67,6 +67,52 @@ def new_session(model):
 
 
 # ---------------------------------------------------------------------------------------------
+# Memory: refused in one line before the graph is built, rather than an abort inside TensorFlow.
+# ---------------------------------------------------------------------------------------------
+def available_memory():
+    """Bytes this process may still allocate: the smaller of the machine's available memory and its cgroup's
+    limit (Linux); None where the platform does not say."""
+    limits = []
+    try:
+        with open("/proc/meminfo") as f:
+            limits += [int(line.split()[1]) * 1024 for line in f if line.startswith("MemAvailable:")]
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        with open("/sys/fs/cgroup/memory.max") as f:
+            limit = f.read().strip()
+        with open("/sys/fs/cgroup/memory.current") as f:
+            used = int(f.read().strip())
+        if limit != "max":
+            limits.append(int(limit) - used)
+    except (OSError, ValueError):
+        pass
+    return min(limits) if limits else None
+
+
+def training_memory(hp):
+    """Bytes a run of hp needs, roughly and from above: every unrolled step keeps about eight hidden-wide
+    tensors and four logit-wide ones per stream for the backward pass (training batch, and the evaluation
+    branch's streams), and the weights are held four times (values, gradients, an optimizer's two slots)."""
+    n = hp["num_nodes"]
+    hidden = 2 * n if hp["combine"] == "concat" else n
+    per_step_and_row = 8 * hidden + 4 * data.alphabet_size
+    activations = (hp["num_unrollings"] * hp["batch_size"] + graphs.EVAL_UNROLLINGS * graphs.EVAL_STREAMS) \
+        * per_step_and_row
+    weights = data.alphabet_size * n + hidden * max(n, data.alphabet_size) + hidden * (data.alphabet_size + 1)
+    return 4 * (activations + 4 * weights)
+
+
+def check_memory(hp):
+    """UserError if a run of hp will not fit in the memory this process may use."""
+    needed, available = training_memory(hp), available_memory()
+    if available is not None and needed > available:
+        from settings import UserError
+        raise UserError(f"this model needs about {needed / 2 ** 30:,.1f} GB to train and {available / 2 ** 30:,.1f} "
+                        f"GB is available; use a smaller --num-nodes, --batch-size or --num-unrollings")
+
+
+# ---------------------------------------------------------------------------------------------
 # Session callables.
 # ---------------------------------------------------------------------------------------------
 _said_fallback = []

@@ -222,6 +222,7 @@ def run(architecture, build_graph, hp, out, data_path, config, log):
     log(f"{architecture}: {source}, {len(ids):,} characters "
         f"(train {len(train_ids):,}, valid {len(valid_ids):,}, test {len(test_ids):,})")
     log("config: " + ", ".join(f"{k}={v}" for k, v in hp.items()))
+    sessions.check_memory(hp)  # a model too large for this machine is one line now, not an abort in TensorFlow
     model = build_graph(hp)
     model.graph.finalize()  # the loop adds no ops, so a slip cannot grow the graph step after step
     runs.check_free_space(out, model)  # a full disk is found now, not after hours of training

@@ -242,3 +242,15 @@ def test_the_tools_read_a_run_that_is_training(corpus, tmp_path):
         proc.send_signal(signal.SIGINT)
         proc.communicate(timeout=120)
         watchdog.cancel()
+
+
+def test_a_model_too_large_for_the_memory_is_refused_before_building(corpus, tmp_path, capsys, monkeypatch):
+    import sessions
+    monkeypatch.setattr(sessions, "available_memory", lambda: 2 ** 30)  # a machine with 1 GB left
+    argv = ["--data", str(corpus), "--out", str(tmp_path / "run"), "--batch-size", "128", "--num-nodes", "4096",
+            "--num-unrollings", "100"]  # all in range; about 3.4 GB
+    assert arch1_hidden.main(argv) == 1
+    err = one_line_error(capsys)
+    assert "GB to train and 1.0 GB is available" in err and not list((tmp_path / "run").glob("model.ckpt*"))
+    hp = {**__import__("settings").defaults(arch1_hidden.HPARAMS)}
+    assert sessions.training_memory(hp) < 2 ** 30  # the default model is not refused there
