@@ -54,8 +54,11 @@ def add_measurement(model, horizon, warmup, streams=STREAMS):
 def text_streams(ids, length, streams=STREAMS, seed=0):
     """[length, streams] ids: streams windows of the text at random (seeded) positions."""
     if len(ids) < length + 1:
+        fits = len(ids) - 1 - WARMUP  # the largest horizon this text allows
+        advice = (f"use --horizon {fits} or less, or a longer text with --data" if fits >= 1
+                  else f"pass a longer text with --data (it needs at least {WARMUP + 2:,} validation characters)")
         raise settings.UserError(f"the validation text has {len(ids):,} characters, fewer than the "
-                                 f"{length:,} a measurement needs; use a smaller --horizon")
+                                 f"{length:,} a measurement needs; {advice}")
     starts = np.random.default_rng(seed).integers(0, len(ids) - length, size=streams)
     return np.stack([ids[s:s + length] for s in starts], axis=1).astype(np.int32)
 
@@ -129,7 +132,7 @@ def main(argv=None):
         print(f"gradients.py: error: {e}", file=sys.stderr)
         return 1
     except OSError as e:  # a run folder that cannot be written
-        print(f"gradients.py: error: {e.filename}: {e.strerror}", file=sys.stderr)
+        print(f"gradients.py: error: {e.filename or 'the output'}: {e.strerror}", file=sys.stderr)
         return 1
     print(f"wrote {png} and gradients{suffix}.csv in each run folder")
     return 0

@@ -123,10 +123,13 @@ def lock(folder):
                 holder = "another process"
             raise UserError(f"{folder} is in use by another training run ({holder}); wait for it to end, "
                             f"or pass another --out") from None
-        handle.seek(0)
-        handle.truncate()
-        handle.write(f"pid {os.getpid()} on {socket.gethostname()}, since {time.strftime('%Y-%m-%d %H:%M:%S')}")
-        handle.flush()
+        try:
+            handle.seek(0)
+            handle.truncate()
+            handle.write(f"pid {os.getpid()} on {socket.gethostname()}, since {time.strftime('%Y-%m-%d %H:%M:%S')}")
+            handle.flush()
+        except OSError as e:  # a full disk: the lock is held, but its note of who holds it cannot be written
+            raise UserError(f"cannot write in {folder} ({e.strerror}); free some space or pass another --out") from None
         yield
     finally:
         handle.close()

@@ -376,7 +376,7 @@ def _main(architecture, hparams, graphs_by_name, argv):
         print(f"{architecture}.py: error: {e}", file=sys.stderr)
         return 1
     except OSError as e:  # e.g. a folder that cannot be made
-        print(f"{architecture}.py: error: {e.filename or ''}: {e.strerror}", file=sys.stderr)
+        print(f"{architecture}.py: error: {e.filename or 'the run folder'}: {e.strerror}", file=sys.stderr)
         return 1
     except KeyboardInterrupt as e:
         return 128 + getattr(e, "signum", signal.SIGINT)

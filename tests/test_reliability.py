@@ -1,6 +1,7 @@
 """Ways a run could lose work or end in a traceback, each reproduced: a closing terminal (SIGHUP), output
 that goes away (a closed pipe, a closed stderr), a save killed before the first config.json, a full disk
 found at the start, damaged zips and symbolic-link loops as --data."""
+import re
 import signal
 import subprocess
 import sys
@@ -254,3 +255,42 @@ def test_a_model_too_large_for_the_memory_is_refused_before_building(corpus, tmp
     assert "GB to train and 1.0 GB is available" in err and not list((tmp_path / "run").glob("model.ckpt*"))
     hp = {**__import__("settings").defaults(arch1_hidden.HPARAMS)}
     assert sessions.training_memory(hp) < 2 ** 30  # the default model is not refused there
+
+
+def test_gradients_advice_fits_the_text():
+    import numpy as np
+    import gradients
+    with pytest.raises(Exception, match=r"use --horizon 19 or less"):
+        gradients.text_streams(np.zeros(120, np.int32), gradients.WARMUP + 40 + 1)
+    with pytest.raises(Exception, match=r"pass a longer text with --data"):
+        gradients.text_streams(np.zeros(50, np.int32), gradients.WARMUP + 2)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the parent-death signal is Linux's")
+def test_an_experiment_killed_takes_its_training_run_with_it(corpus, tmp_path):
+    import time
+    out = tmp_path / "run"
+    command = ["arch1_hidden.py", "--data", str(corpus), "--out", str(out), *TINY, "--eval-frequency", "100000",
+               "--num-steps", "10000000"]
+    code = (f"import sys; sys.path.insert(0, {str(ROOT)!r}); import experiments; from pathlib import Path; "
+            f"experiments.run_one(Path({str(out)!r}), {command!r})")
+    parent = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT)
+    log = lambda: (out / "train.log").read_text() if (out / "train.log").exists() else ""
+    deadline = time.time() + 120
+    while time.time() < deadline and not re.search(r"^step +30/", log(), re.MULTILINE):
+        time.sleep(0.2)
+    parent.kill()  # kill -9: nothing of the parent's can forward anything
+    parent.wait()
+    deadline = time.time() + 60
+    while time.time() < deadline and "interrupted: saved step" not in log():
+        time.sleep(0.2)
+    assert "interrupted: saved step" in (out / "train.log").read_text()  # the child got SIGTERM, saved, stopped
+    assert runs.read_config(out)["step"] >= 30
+    while time.time() < deadline:  # and it ended: its lock is free
+        try:
+            with runs.lock(out):
+                break
+        except runs.UserError:
+            time.sleep(0.2)
+    else:
+        pytest.fail("the training run outlived its experiment")

@@ -300,7 +300,7 @@ def test_fast_graph_cuts_the_batch_into_one_chain_per_thread():
 
 
 def test_many_threads_do_not_multiply_the_graph():
-    hp = hparams(arch1_hidden, threads=64)  # a 64-core machine, or --threads 64: the default model
+    hp = hparams(arch1_hidden, threads=64, combine="add")  # a 64-core machine, or --threads 64; batch 32
     assert sessions.chains(hp) == sessions.MAX_CHAINS == 16
     model = arch1_hidden.GRAPHS["fast"](hp)
     cuts = [op for op in model.graph.get_operations() if op.type == "SplitV"
