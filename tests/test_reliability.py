@@ -223,7 +223,6 @@ def test_experiments_damaged_run_json_and_out_a_file_are_one_line(tmp_path):
 @POSIX
 def test_the_tools_read_a_run_that_is_training(corpus, tmp_path):
     """sample.py, evaluate.py and gradients.py on a folder whose run saves and prunes every 10 steps."""
-    import time
     import evaluate
     import gradients
     import sample
