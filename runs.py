@@ -310,9 +310,9 @@ def save_checkpoint(sess, model, folder, config, state, keep):
     return new
 
 
-def restore(sess, model, folder, config):
+def restore(sess, model, folder, config, check_step=False):
     """Loads the checkpoint config.json names; returns the carried state. UserError if its files are missing,
-    damaged, or do not fit the graph."""
+    damaged, or do not fit the graph, and with check_step (a resumed run) if its step is not config.json's."""
     prefix = Path(folder) / config["checkpoint"]
     if not Path(str(prefix) + ".index").exists():
         raise UserError(f"{folder}: the checkpoint {config['checkpoint']} that {CONFIG} names is missing")
@@ -326,7 +326,7 @@ def restore(sess, model, folder, config):
         model.saver.restore(sess, str(prefix))
         sess.run(model.init_unsaved)
         saved_step = int(sess.run(model.global_step))
-        if saved_step != config["step"]:  # a hand-edited step would misplace the schedule and the budget
+        if check_step and saved_step != config["step"]:  # a hand-edited step would misplace the schedule and the budget
             raise UserError(f"{Path(folder) / CONFIG} says step {config['step']:,} but its checkpoint "
                             f"{config['checkpoint']} holds step {saved_step:,}; restore config.json, or set its "
                             f"step to {saved_step}")

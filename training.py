@@ -234,7 +234,7 @@ def run(architecture, build_graph, hp, out, data_path, config, log):
                   "checkpoint": None, "saved": [], "batch_position": batches.position(), "train_seconds": 0.0,
                   "budget_start": 0.0, "best_valid_bpc": None}
     else:
-        state = runs.restore(sess, model, out, config)
+        state = runs.restore(sess, model, out, config, check_step=True)
         batches.restore(config["batch_position"])
         config = {**config, "hparams": hp, "data": source, **runs.corpus_id(ids)}
         log(f"resumed {out} at step {config['step']:,}")
