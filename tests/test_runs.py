@@ -149,17 +149,19 @@ def start(args):
 
 
 @POSIX_SIGNALS
-def test_sigterm_saves_and_stops_like_ctrl_c(corpus, tmp_path):
+@pytest.mark.parametrize("signum", ["SIGTERM", "SIGHUP"])  # kill, timeout; a closing terminal
+def test_sigterm_and_sighup_save_and_stop_like_ctrl_c(signum, corpus, tmp_path):
+    signum = getattr(signal, signum)
     out = tmp_path / "run"
     proc, watchdog = start(["arch1_hidden.py", "--data", corpus, "--out", out, *TINY, "--eval-frequency", 100000,
                             "--num-steps", 10_000_000])
     for line in proc.stdout:
         if line.split()[:2] == ["step", "30/10,000,000"]:
             break
-    proc.send_signal(signal.SIGTERM)
+    proc.send_signal(signum)
     stdout, stderr = proc.communicate(timeout=120)
     watchdog.cancel()
-    assert proc.returncode == 128 + signal.SIGTERM and "Traceback" not in stderr, stderr
+    assert proc.returncode == 128 + signum and "Traceback" not in stderr, stderr
     step = config_of(out)["step"]
     assert step >= 30 and f"interrupted: saved step {step:,}" in stdout
 
