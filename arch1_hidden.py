@@ -3,16 +3,19 @@
     h_t      = act(combine(x_t U, h_{t-1} W) + b)      the new hidden state (the model's memory)
     logits_t = h_t V + c                                 scores of the next character
 
-build_graph below is the post's graph (--graph post). fast.py holds the same model rewritten for speed
-(--graph fast, the default), which the tests prove equal to this one. Run `python arch1_hidden.py --help`
-for the options; README.md explains the output.
+This file is the post's Arch 1, whole: the hyperparameters, the graph with its optimizer (build_graph) and
+the Session loop that trains it (train). It is what `python arch1_hidden.py` runs. machinery/fast.py holds the
+same model rewritten for speed (--graph fast, about three times quicker), which the tests prove equal to this
+one. Run `python arch1_hidden.py --help` for the options; README.md explains the output.
 """
 import sys
 
-import fast
-import graphs
-import training
-from graphs import tf
+import numpy as np
+
+from batches import BatchGenerator
+from data import alphabet_size
+from machinery import fast, graphs, training
+from machinery.tf1 import tf
 
 # ---------------------------------------------------------------------------------------------
 # Hyperparameters: the post's concatenation notebook, except num_steps (see README for the full run).
@@ -23,7 +26,7 @@ HPARAMS = dict(
     num_nodes=(100, "n, the width of x_t U and h_{t-1} W; concat makes the hidden state 2n wide"),
     num_unrollings=(40, "time steps unrolled per training step (the post: 20 with tanh, 40 with relu)"),
     activation=("relu", "act: relu or tanh (the post: relu allowed 40 unrollings, tanh 20; README has ours)"),
-    combine=("concat", "how x_t U and h_{t-1} W meet: concat (the post's best), add or multiply"),
+    combine=("concat", "how x_t U and h_{t-1} W meet: concat (the post's choice), add or multiply"),
     optimizer=("adadelta", "sgd, adadelta or adam"),
     learning_rate=(2.5, "initial learning rate (the post: most learning happens between 0.1 and 2.5)"),
     decay_steps=(80_000, "the learning rate is multiplied by decay_rate every decay_steps steps"),
@@ -45,7 +48,6 @@ def build_graph(hp):
     with graph.as_default():
         tf.set_random_seed(hp["seed"])
         n, batch_size, num_unrollings = hp["num_nodes"], hp["batch_size"], hp["num_unrollings"]
-        alphabet_size = graphs.alphabet_size
         hidden_size = 2 * n if hp["combine"] == "concat" else n  # concat puts x_t U and h_{t-1} W side by side
         act, combine = graphs.ACTIVATIONS[hp["activation"]], graphs.COMBINES[hp["combine"]]
 
@@ -83,20 +85,62 @@ def build_graph(hp):
         loss = tf.reduce_mean(tf.nn.softmax_cross_entropy_with_logits(
             labels=tf.concat(train_labels, axis=0), logits=logits))
 
-        # Optimizer: exponential learning-rate decay, gradients clipped by their global norm.
-        train_op, learning_rate, grad_norm = graphs.optimize(loss, hp)
+        # Optimizer: the learning rate decays exponentially with the global step, and the gradients are
+        # clipped by their global norm before they are applied (the post's answer to exploding gradients).
+        global_step = tf.train.get_or_create_global_step()
+        learning_rate = tf.train.exponential_decay(
+            hp["learning_rate"], global_step, hp["decay_steps"], hp["decay_rate"], staircase=hp["staircase"])
+        optimizer = graphs.OPTIMIZERS[hp["optimizer"]](learning_rate)
+        gradients, params = zip(*optimizer.compute_gradients(loss))
+        clipped, grad_norm = tf.clip_by_global_norm(gradients, hp["clip_norm"])  # grad_norm: before clipping
+        train_op = optimizer.apply_gradients(zip(clipped, params), global_step=global_step)
 
         # Evaluation (many streams over held-out text) and sampling (batch 1) call unroll with the same weights.
-        return graphs.Model(graph, hp, unroll, hidden_size, "saved_h", initial_state, final_state, logits, loss,
-                            train_op, learning_rate, grad_norm, train_inputs=train_inputs, train_labels=train_labels)
+        return graphs.Model(graph=graph, hp=hp, unroll=unroll, state_size=hidden_size, state_name="saved_h",
+                            initial_state=initial_state, final_state=final_state, logits=logits, loss=loss,
+                            train_op=train_op, learning_rate=learning_rate, grad_norm=grad_norm,
+                            train_inputs=train_inputs, train_labels=train_labels)
 
 
 GRAPHS = {"post": build_graph, "fast": fast.arch1_graph}  # --graph: the post's, or the same model made fast
 
 
+# ---------------------------------------------------------------------------------------------
+# Training: a session with our graph, the mega-batches fed step after step, evaluated periodically.
+# ---------------------------------------------------------------------------------------------
+def train(argv=None):
+    """Trains Arch 1 with the settings of the command line argv; returns the results (also in results.json)."""
+    with training.Run(ARCHITECTURE, HPARAMS, argv) as run:  # the settings, the run folder, the data
+        hp = run.hp
+        train_ids, valid_ids, test_ids = run.splits  # data.py: text8 (or --data) split 90/5/5
+        batches = BatchGenerator(train_ids, hp["batch_size"], hp["num_unrollings"], name="train")
+        model = GRAPHS[hp["graph"]](hp)
+        session = run.new_session(model, batches)
+        if run.resumed:
+            state = run.restore()  # --resume: the weights, the carried state and the cursors of the last save
+        else:
+            session.run(model.init)
+            state = np.zeros([hp["batch_size"], model.state_size], np.float32)  # the post: "a vector of all zeros"
+        if hp["graph"] == "fast":  # the same loop, the mega-batch fed as one array of ids (machinery/fast.py)
+            return run.train_fast(model, session, batches, state)
+
+        fetches = [model.train_op, model.loss, model.learning_rate, model.grad_norm, model.final_state]
+        for step in run.steps():  # to num_steps; Ctrl-C (or a time budget) ends the loop, and the run saves
+            megabatch = batches.next()  # num_unrollings + 1 one-hot arrays [batch_size, 27]
+            feed_dict = {model.initial_state: state}
+            for i in range(hp["num_unrollings"]):
+                feed_dict[model.train_inputs[i]] = megabatch[i]  # the characters of unrolling i
+                feed_dict[model.train_labels[i]] = megabatch[i + 1]  # and their targets, the next characters
+            _, loss, learning_rate, grad_norm, state = session.run(fetches, feed_dict=feed_dict)  # state: h_t, fed back
+            run.record(step, loss, learning_rate, grad_norm)  # a report line every summary_frequency steps
+            if step % hp["eval_frequency"] == 0:
+                run.validate(step, state)  # validation bits/char, three samples, a checkpoint
+        return run.finish(state)  # the last checkpoint, the whole validation and test splits, results.json
+
+
 def main(argv=None):
     """Trains Arch 1 from the command line; returns the exit status."""
-    return training.main(ARCHITECTURE, HPARAMS, GRAPHS, argv)
+    return training.main(ARCHITECTURE, train, argv)
 
 
 if __name__ == "__main__":

@@ -7,15 +7,19 @@ p_{t-1} is the "previous output", 27 wide: under teacher forcing (training, by d
 target, one-hot; at test time (evaluation, sampling) the model's own previous distribution softmax(logits_{t-1}).
 Note that the true previous target *is* the current input x_t: see README for what that means.
 
-build_graph below is the post's graph (--graph post); fast.py holds the same model rewritten for speed
-(--graph fast, the default). Run `python arch2_output.py --help` for the options.
+This file is the post's Arch 2, whole: the hyperparameters, the graph with its optimizer (build_graph) and
+the Session loop that trains it (train). It is what `python arch2_output.py` runs. machinery/fast.py holds the
+same model rewritten for speed (--graph fast), which the tests prove equal to this one. Run
+`python arch2_output.py --help` for the options.
 """
 import sys
 
-import fast
-import graphs
-import training
-from graphs import tf
+import numpy as np
+
+from batches import BatchGenerator
+from data import alphabet_size
+from machinery import fast, graphs, training
+from machinery.tf1 import tf
 
 # ---------------------------------------------------------------------------------------------
 # Hyperparameters: the post's concatenation notebook, Arch 2, except num_steps.
@@ -26,7 +30,7 @@ HPARAMS = dict(
     num_nodes=(50, "n, the width of x_t U and p_{t-1} W; concat makes the hidden layer 2n wide"),
     num_unrollings=(20, "time steps unrolled per training step"),
     activation=("tanh", "act: relu or tanh"),
-    combine=("concat", "how x_t U and p_{t-1} W meet: concat (the post's best), add or multiply"),
+    combine=("concat", "how x_t U and p_{t-1} W meet: concat (the post's choice), add or multiply"),
     teacher_forcing=(True, "feed the true previous target as p_{t-1} in training (the model's own output if not)"),
     optimizer=("sgd", "sgd, adadelta or adam"),
     learning_rate=(2.5, "initial learning rate"),
@@ -49,7 +53,6 @@ def build_graph(hp):
     with graph.as_default():
         tf.set_random_seed(hp["seed"])
         n, batch_size, num_unrollings = hp["num_nodes"], hp["batch_size"], hp["num_unrollings"]
-        alphabet_size = graphs.alphabet_size
         hidden_size = 2 * n if hp["combine"] == "concat" else n  # concat puts x_t U and p_{t-1} W side by side
         act, combine = graphs.ACTIVATIONS[hp["activation"]], graphs.COMBINES[hp["combine"]]
 
@@ -94,22 +97,66 @@ def build_graph(hp):
         loss = tf.reduce_mean(tf.nn.softmax_cross_entropy_with_logits(
             labels=tf.concat(train_labels, axis=0), logits=logits))
 
-        # Optimizer: exponential learning-rate decay, gradients clipped by their global norm.
-        train_op, learning_rate, grad_norm = graphs.optimize(loss, hp)
+        # Optimizer: the learning rate decays exponentially with the global step, and the gradients are
+        # clipped by their global norm before they are applied.
+        global_step = tf.train.get_or_create_global_step()
+        learning_rate = tf.train.exponential_decay(
+            hp["learning_rate"], global_step, hp["decay_steps"], hp["decay_rate"], staircase=hp["staircase"])
+        optimizer = graphs.OPTIMIZERS[hp["optimizer"]](learning_rate)
+        gradients, params = zip(*optimizer.compute_gradients(loss))
+        clipped, grad_norm = tf.clip_by_global_norm(gradients, hp["clip_norm"])  # grad_norm: before clipping
+        train_op = optimizer.apply_gradients(zip(clipped, params), global_step=global_step)
 
         # Evaluation and sampling feed the model's own outputs back, as the post prescribes for test time;
         # evaluation can also feed the true previous characters (teacher_forced_eval).
-        return graphs.Model(graph, hp, unroll, alphabet_size, "saved_p", initial_output, final_output, logits,
-                            loss, train_op, learning_rate, grad_norm, train_inputs=train_inputs,
-                            train_labels=train_labels, teacher_forced_eval=True)
+        return graphs.Model(graph=graph, hp=hp, unroll=unroll, state_size=alphabet_size, state_name="saved_p",
+                            initial_state=initial_output, final_state=final_output, logits=logits, loss=loss,
+                            train_op=train_op, learning_rate=learning_rate, grad_norm=grad_norm,
+                            train_inputs=train_inputs, train_labels=train_labels, teacher_forced_eval=True)
 
 
 GRAPHS = {"post": build_graph, "fast": fast.arch2_graph}  # --graph: the post's, or the same model made fast
 
 
+# ---------------------------------------------------------------------------------------------
+# Training: a session with our graph, the mega-batches fed step after step, evaluated periodically.
+# ---------------------------------------------------------------------------------------------
+def train(argv=None):
+    """Trains Arch 2 with the settings of the command line argv; returns the results (also in results.json)."""
+    with training.Run(ARCHITECTURE, HPARAMS, argv) as run:  # the settings, the run folder, the data
+        hp = run.hp
+        train_ids, valid_ids, test_ids = run.splits  # data.py: text8 (or --data) split 90/5/5
+        batches = BatchGenerator(train_ids, hp["batch_size"], hp["num_unrollings"], name="train")
+        model = GRAPHS[hp["graph"]](hp)
+        session = run.new_session(model, batches)
+        if run.resumed:
+            state = run.restore()  # --resume: the weights, the carried previous output and the cursors saved
+        else:
+            session.run(model.init)
+            state = np.zeros([hp["batch_size"], alphabet_size], np.float32)  # the previous output at the start: zeros
+        if hp["graph"] == "fast":  # the same loop, the mega-batch fed as one array of ids (machinery/fast.py)
+            return run.train_fast(model, session, batches, state)
+
+        fetches = [model.train_op, model.loss, model.learning_rate, model.grad_norm, model.final_state]
+        for step in run.steps():  # to num_steps; Ctrl-C (or a time budget) ends the loop, and the run saves
+            megabatch = batches.next()  # num_unrollings + 1 one-hot arrays [batch_size, 27]
+            feed_dict = {model.initial_state: state}
+            for i in range(hp["num_unrollings"]):
+                feed_dict[model.train_inputs[i]] = megabatch[i]  # the characters of unrolling i
+                # and their targets, the next characters; under teacher forcing the graph also feeds each
+                # target back as the next step's previous output p_t, instead of the model's own prediction
+                feed_dict[model.train_labels[i]] = megabatch[i + 1]
+            # state: the last previous output (teacher forcing: the last target), fed back at the next step
+            _, loss, learning_rate, grad_norm, state = session.run(fetches, feed_dict=feed_dict)
+            run.record(step, loss, learning_rate, grad_norm)  # a report line every summary_frequency steps
+            if step % hp["eval_frequency"] == 0:
+                run.validate(step, state)  # validation bits/char (free running, as at test time), samples, a checkpoint
+        return run.finish(state)  # the last checkpoint, the whole validation and test splits, results.json
+
+
 def main(argv=None):
     """Trains Arch 2 from the command line; returns the exit status."""
-    return training.main(ARCHITECTURE, HPARAMS, GRAPHS, argv)
+    return training.main(ARCHITECTURE, train, argv)
 
 
 if __name__ == "__main__":

@@ -2,15 +2,13 @@
 
     python bench.py [--json PATH] [--memory] [--quick]
 
-Training is measured from outside the real loop: training.train() runs on a synthetic corpus with its
-training step wrapped (TRAIN_STEPS), and the wrapper times each step's Session run, cuts the run into
-periods of equal step counts, and after each period times the same step function on ready mega-batches for
-as many steps (the bare step), so that the two are measured interleaved. Loop speed and bare speed are
-medians over the periods after the first (TF's warm-up). The loop's overhead is its own work per step (a
-period's wall time less its Session runs) plus its periodic validation (with samples and checkpoint),
-measured once and spread over the default 10,000 steps between validations, as a share of the loop's step.
-Both graphs (--graph post and fast) are measured for each architecture's defaults. Each configuration runs
-in its own process.
+Training is measured on the real loop: the script's train() runs on a synthetic corpus, and every step's
+end (its call of Run.record) is timed from outside. The run is cut into periods of equal step counts, each
+about a second long; the figure is the median over the periods after the first (TF's warm-up). No validation
+falls inside the timed steps. Both graphs (--graph post and fast) are measured for each architecture's
+defaults, beside a baseline: the post's graph run the notebooks' way (the Udacity batch generator's
+per-character Python loops, float one-hot feeds, TensorFlow's default Session), written from the
+description of the author's notebooks. Each configuration runs in its own process.
 """
 import argparse
 import contextlib
@@ -28,9 +26,8 @@ import numpy as np
 import arch1_hidden
 import arch2_output
 import data
-import sessions
-import settings
-import training
+from machinery import command, sessions, settings, training
+from machinery.tf1 import tf
 
 try:  # peak memory from the OS: POSIX only (Windows has no resource module)
     import resource
@@ -43,16 +40,19 @@ WORDS = ("the of and to in a is that for it as was with be by on not he this are
 
 ADD_TANH = ["--combine", "add", "--activation", "tanh", "--optimizer", "sgd", "--batch-size", "64",
             "--num-unrollings", "10"]
-# (name, script, options): the configurations the README's Performance table reports
+# (name, script, options): the configurations docs/performance.md reports; "notebook" is the baseline
+DEFAULT1, DEFAULT2 = "arch1 default (32x40, 100 nodes, concat relu, adadelta)", "arch2 default (64x20, 50 nodes, concat tanh, sgd)"
 CONFIGS = [
-    ("arch1 default (32x40, 100 nodes, concat relu, adadelta), post graph", arch1_hidden, ["--graph", "post"]),
-    ("arch1 default (32x40, 100 nodes, concat relu, adadelta), fast graph", arch1_hidden, ["--graph", "fast"]),
-    *[(f"arch1 add tanh sgd, 64x10, {n} nodes, fast graph", arch1_hidden, ADD_TANH + ["--num-nodes", str(n)])
+    (f"{DEFAULT1}, the notebooks' way", arch1_hidden, "notebook"),
+    (f"{DEFAULT1}, post graph", arch1_hidden, ["--graph", "post"]),
+    (f"{DEFAULT1}, fast graph", arch1_hidden, ["--graph", "fast"]),
+    *[(f"arch1 add tanh sgd, 64x10, {n} nodes, fast graph", arch1_hidden, ADD_TANH + ["--num-nodes", str(n), "--graph", "fast"])
       for n in (64, 256, 1024)],
-    ("arch2 default (64x20, 50 nodes, concat tanh, sgd), post graph", arch2_output, ["--graph", "post"]),
-    ("arch2 default (64x20, 50 nodes, concat tanh, sgd), fast graph", arch2_output, ["--graph", "fast"]),
+    (f"{DEFAULT2}, the notebooks' way", arch2_output, "notebook"),
+    (f"{DEFAULT2}, post graph", arch2_output, ["--graph", "post"]),
+    (f"{DEFAULT2}, fast graph", arch2_output, ["--graph", "fast"]),
 ]
-QUICK = [0, 1, 6]  # the configurations --quick runs
+QUICK = [0, 1, 2, 8]  # the configurations --quick runs
 
 
 def synthetic_text(chars, seed=0):
@@ -62,74 +62,104 @@ def synthetic_text(chars, seed=0):
     return (" " + " ".join(words))[:chars]
 
 
-class TimedSteps:
-    """Wraps a graph's training-step factory (training.TRAIN_STEPS) to time the loop from outside."""
+class StepClock:
+    """Times the real loop from outside: the moment each step ends (Run.record, which both loops call)."""
 
-    def __init__(self, graph, period):
-        self.graph, self.make_step, self.period = graph, training.TRAIN_STEPS[graph], period
-        self.session = []  # seconds in each step's call
-        self.loop = []  # wall time of each period of `period` steps in the loop
-        self.bare = []  # the same step function, `period` calls on ready mega-batches, right after each period
+    def __enter__(self):
+        self.ends, self._record = [], training.Run.record
 
-    def __call__(self, sess, model):
-        step = self.make_step(sess, model)
-        shape = (model.hp["num_unrollings"] + 1, model.hp["batch_size"])
-        ready = [np.random.default_rng(i).integers(0, 27, size=shape).astype(np.uint8) for i in range(20)]
-        period_started = time.perf_counter()
+        def record(run, *args):
+            self._record(run, *args)
+            self.ends.append(time.perf_counter())
+        training.Run.record = record
+        return self
 
-        def timed(megabatch_ids, state):
-            nonlocal period_started
-            started = time.perf_counter()
-            result = step(megabatch_ids, state)
-            ended = time.perf_counter()
-            self.session.append(ended - started)
-            if len(self.session) % self.period == 0:
-                self.loop.append(ended - period_started)
-                bare_state = result[-1]
-                for i in range(self.period):
-                    *_, bare_state = step(ready[i % len(ready)], bare_state)
-                self.bare.append(time.perf_counter() - ended)
-                period_started = time.perf_counter()
-            return result
-        return timed
+    def __exit__(self, *exc):
+        training.Run.record = self._record
+
+
+def median_speed(ends, period, chars_per_step):
+    """chars/s: the median over the periods of `period` steps after the first (TF's warm-up)."""
+    marks = np.array(ends[::period])
+    return chars_per_step * period / float(np.median(np.diff(marks)[1:]))
 
 
 def bench_training(corpus, out, module, argv, periods, period_seconds):
-    """chars/s of the real loop, of the bare step, and the loop's overhead, from a run of the given number of
-    periods, each about period_seconds long."""
+    """chars/s of the script's real loop, from a run of the given number of periods, each about
+    period_seconds long."""
     hp = {**settings.defaults(module.HPARAMS),
           **vars(settings.build_parser(module.ARCHITECTURE, module.HPARAMS).parse_args(argv))}
     chars_per_step = hp["batch_size"] * hp["num_unrollings"]
-    probe = TimedSteps(hp["graph"], 10 ** 9)  # times steps only, to size the periods
-    run(module, corpus, out / "probe", argv + ["--num-steps", "30"], probe)
-    period = max(10, round(period_seconds / float(np.median(probe.session[10:]))))
-    steps = periods * period
-    timed = TimedSteps(hp["graph"], period)
-    run(module, corpus, out / "run", argv + ["--num-steps", str(steps), "--summary-frequency", str(period),
-                                             "--eval-frequency", str(steps // 2)], timed)
-    loop = np.array(timed.loop[1:])  # the first period holds TF's warm-up
-    session = np.add.reduceat(np.array(timed.session), np.arange(0, steps, period))[1:]
-    validating = periods // 2 - 1  # the validation after step steps // 2 falls in the next period: loop[1:][this]
-    typical = np.delete(np.arange(len(loop)), validating)
-    loop_step = float(np.median(loop[typical])) / period
-    bare_step = float(np.median(timed.bare[1:])) / period
-    own_per_step = float(np.sum(loop[typical] - session[typical])) / (len(typical) * period)
-    validation_seconds = max(0.0, float(loop[validating] - np.median(loop[typical])))
-    validation_per_step = validation_seconds / settings.LOOP_OPTIONS["eval_frequency"][0]
-    return {"chars_per_second": chars_per_step / loop_step, "bare_step_chars_per_second": chars_per_step / bare_step,
-            "loop_overhead": (own_per_step + validation_per_step) / (loop_step + validation_per_step),
-            "loop_own_us_per_step": own_per_step * 1e6, "validation_seconds": validation_seconds, "steps": steps}
+    quiet = ["--data", str(corpus), "--eval-frequency", "1000000000", "--summary-frequency", "1000000000"]
+    with StepClock() as probe:  # sizes the periods
+        train(module, quiet + ["--out", str(out / "probe"), "--num-steps", "30", *argv])
+    period = max(10, round(period_seconds / float(np.median(np.diff(probe.ends[10:])))))
+    steps = (periods + 1) * period
+    with StepClock() as clock:
+        train(module, quiet + ["--out", str(out / "run"), "--num-steps", str(steps), *argv])
+    return {"chars_per_second": median_speed(clock.ends, period, chars_per_step), "steps": steps}
 
 
-def run(module, corpus, out, argv, timed):
-    """training.train() of a configuration with its training step wrapped by timed, quietly."""
-    training.TRAIN_STEPS[timed.graph] = timed
-    try:
-        with contextlib.redirect_stdout(io.StringIO()):
-            training.train(module.ARCHITECTURE, module.HPARAMS, module.GRAPHS,
-                           ["--data", str(corpus), "--out", str(out), *argv], log=lambda s: None)
-    finally:
-        training.TRAIN_STEPS[timed.graph] = timed.make_step
+def train(module, argv):
+    """The script's train() of a configuration, quietly."""
+    with contextlib.redirect_stdout(io.StringIO()):
+        module.train(argv)
+
+
+class NotebookBatches:
+    """The Udacity notebook's batch generator, as the author's notebooks used it: one Python loop over the
+    batch per character, float one-hot rows (6_lstm.ipynb's _next_batch)."""
+
+    def __init__(self, text, batch_size, num_unrollings):
+        self._text, self._batch_size, self._num_unrollings = text, batch_size, num_unrollings
+        segment = len(text) // batch_size
+        self._cursor = [offset * segment for offset in range(batch_size)]
+        self._last_batch = self._next_batch()
+
+    def _next_batch(self):
+        batch = np.zeros(shape=(self._batch_size, data.alphabet_size), dtype=np.float32)
+        for b in range(self._batch_size):
+            batch[b, data.char2id(self._text[self._cursor[b]])] = 1.0
+            self._cursor[b] = (self._cursor[b] + 1) % len(self._text)
+        return batch
+
+    def next(self):
+        batches = [self._last_batch]
+        for step in range(self._num_unrollings):
+            batches.append(self._next_batch())
+        self._last_batch = batches[-1]
+        return batches
+
+
+def bench_notebook_way(corpus, module, periods, period_seconds):
+    """chars/s of the script's post graph run the notebooks' way: NotebookBatches, the feed dict of float
+    arrays built by iterating the lists, tf.Session() with TensorFlow's default settings."""
+    hp = {**settings.defaults(module.HPARAMS), "graph": "post"}
+    model = module.build_graph(hp)
+    text = corpus.read_text()
+    batches = NotebookBatches(text, hp["batch_size"], hp["num_unrollings"])
+    fetches = [model.train_op, model.loss, model.learning_rate, model.grad_norm, model.final_state]
+    with tf.Session(graph=model.graph) as session:
+        session.run(model.init)
+        state = np.zeros([hp["batch_size"], model.state_size], np.float32)
+        ends = []
+
+        def steps(count):
+            nonlocal state
+            for _ in range(count):
+                megabatch = batches.next()
+                feed_dict = {model.initial_state: state}
+                for i in range(hp["num_unrollings"]):
+                    feed_dict[model.train_inputs[i]] = megabatch[i]
+                    feed_dict[model.train_labels[i]] = megabatch[i + 1]
+                _, loss, learning_rate, grad_norm, state = session.run(fetches, feed_dict=feed_dict)
+                ends.append(time.perf_counter())
+        steps(30)
+        period = max(10, round(period_seconds / float(np.median(np.diff(ends[10:])))))
+        ends.clear()
+        steps((periods + 1) * period)
+    return {"chars_per_second": median_speed(ends, period, hp["batch_size"] * hp["num_unrollings"]),
+            "steps": len(ends)}
 
 
 def bench_eval_and_sampling(split_chars, sample_chars):
@@ -175,7 +205,7 @@ def peak_memory_mb(tmp, chars):
 
 def one(which, quick):
     """The figures of one configuration (an index into CONFIGS) or of "eval", measured in this process."""
-    periods, period_seconds, split_chars, sample_chars = (4, 0.05, 20_000, 200) if quick else (12, 1.0, 5_000_000, 5000)
+    periods, period_seconds, split_chars, sample_chars = (3, 0.05, 20_000, 200) if quick else (12, 1.0, 5_000_000, 5000)
     if which == "eval":
         eval_speed, eval_seconds, sample_speed = bench_eval_and_sampling(split_chars, sample_chars)
         return {"eval_chars_per_second": eval_speed, "eval_seconds": eval_seconds, "eval_chars": split_chars,
@@ -184,6 +214,8 @@ def one(which, quick):
     with tempfile.TemporaryDirectory() as tmp:
         corpus = Path(tmp) / "corpus.txt"
         corpus.write_text(synthetic_text(2_000_000))
+        if options == "notebook":
+            return bench_notebook_way(corpus, module, periods, period_seconds)
         return bench_training(corpus, Path(tmp), module, options, periods, period_seconds)
 
 
@@ -209,14 +241,13 @@ def main(argv=None):
     if args.one is not None:
         print(json.dumps(one(args.one, args.quick)))
         return 0
-    figures = {"date": time.strftime("%Y-%m-%d"), "machine": f"{platform.machine()}, {sessions.cores()} cores",
+    figures = {"date": time.strftime("%Y-%m-%d"), "machine": f"{platform.machine()}, {settings.cores()} cores",
                "training": {}}
-    print(f"{'configuration':68} {'loop chars/s':>13} {'bare step':>11} {'overhead':>9}")
+    print(f"{'configuration':90} {'chars/s':>9}")
     for i in QUICK if args.quick else range(len(CONFIGS)):
         name = CONFIGS[i][0]
         result = figures["training"][name] = in_subprocess(i, args.quick)
-        print(f"{name:68} {result['chars_per_second']:>13,.0f} {result['bare_step_chars_per_second']:>11,.0f} "
-              f"{result['loop_overhead']:>9.1%}", flush=True)
+        print(f"{name:90} {result['chars_per_second']:>9,.0f}", flush=True)
     figures.update(in_subprocess("eval", args.quick))
     print(f"evaluation (arch1 default, fast graph): {figures['eval_chars_per_second']:,.0f} chars/s, "
           f"{figures['eval_chars']:,} characters in {figures['eval_seconds']:.1f} s")
@@ -236,4 +267,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(settings.run_command("bench.py", main))
+    sys.exit(command.run_command("bench.py", main))

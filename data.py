@@ -27,7 +27,11 @@ for _c, _i in _CHAR_TO_ID.items():
     _BYTE_TO_ID[ord(_c)] = _i
 
 
-class DataError(Exception):
+class UserError(Exception):
+    """A mistake the user can fix (a bad option, an unusable file or run folder); the message says how, in one line."""
+
+
+class DataError(UserError):
     """A problem with the data that the user can fix; its message is one line saying how."""
 
 

@@ -9,15 +9,9 @@ feeds back the true previous characters instead of the model's own outputs.
 import json
 import sys
 
-import arch1_hidden
-import arch2_output
 import data
-import runs
-import sessions
-import settings
-import training
+from machinery import command, runs, sessions, settings
 
-ARCHITECTURES = {module.ARCHITECTURE: module for module in (arch1_hidden, arch2_output)}  # what it can load
 
 
 def build_parser():
@@ -35,21 +29,21 @@ def build_parser():
 def evaluate(folder, path, teacher_forced=False, log=print):
     """{checkpoint, architecture, step, data, chars, bpc, perplexity, teacher_forced} of the text at path."""
     ids = data.text_to_ids(data.load_text(path, log=log))  # at least two different characters
-    config, model, sess = runs.load_run(folder, ARCHITECTURES)
+    config, model, sess = runs.load_run(folder)
     if teacher_forced and True not in model.eval_fetches:
-        raise settings.UserError(f"--teacher-forced is for Arch 2; {folder} holds a run of {config['architecture']}")
+        raise data.UserError(f"--teacher-forced is for Arch 2; {folder} holds a run of {config['architecture']}")
     nats = sessions.Evaluator(sess, model)(ids, teacher_forced=teacher_forced)
     sess.close()
     return {"checkpoint": str(folder), "architecture": config["architecture"], "step": config["step"],
-            "data": str(path), "chars": len(ids) - 1, "bpc": round(training.bpc(nats), 4),
-            "perplexity": round(training.perplexity(nats), 4), "teacher_forced": teacher_forced}
+            "data": str(path), "chars": len(ids) - 1, "bpc": round(sessions.bpc(nats), 4),
+            "perplexity": round(sessions.perplexity(nats), 4), "teacher_forced": teacher_forced}
 
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
     try:
         scores = evaluate(args.checkpoint, args.data, args.teacher_forced, log=lambda s: print(s, file=sys.stderr))
-    except (settings.UserError, data.DataError) as e:
+    except (data.UserError, data.DataError) as e:
         print(f"evaluate.py: error: {e}", file=sys.stderr)
         return 1
     if args.json:
@@ -62,4 +56,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(settings.run_command("evaluate.py", main))
+    sys.exit(command.run_command("evaluate.py", main))

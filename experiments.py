@@ -20,13 +20,10 @@ import sys
 import time
 from pathlib import Path
 
-import arch1_hidden
-import arch2_output
 import data
 import plot
-import settings
+from machinery import architectures, command, settings
 
-ARCHITECTURES = {module.ARCHITECTURE: module for module in (arch1_hidden, arch2_output)}  # what the sets train
 
 ROOT = Path(__file__).resolve().parent
 NOTE = "bits/char of the last checkpoint on the full validation and test splits, mean ± standard deviation"
@@ -147,13 +144,13 @@ def run_one(folder, command):
                                  text=True, start_new_session=posix,
                                  preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None)
         forward = lambda signum, frame: child.send_signal(signum) if posix else None  # Windows: it has it too
-        previous = {s: signal.signal(s, forward) for s in settings.STOP_SIGNALS}
+        previous = {s: signal.signal(s, forward) for s in command.STOP_SIGNALS}
         try:
             _, err = child.communicate()
         finally:
             for s, handler in previous.items():
                 signal.signal(s, handler)
-    if child.returncode in (128 + s for s in settings.STOP_SIGNALS):
+    if child.returncode in (128 + s for s in command.STOP_SIGNALS):
         raise KeyboardInterrupt
     if child.returncode:
         said = err.strip().splitlines()[-1:] or [f"exit status {child.returncode}"]
@@ -162,7 +159,7 @@ def run_one(folder, command):
 
 def check_reused(folder, command):
     """ExperimentError if a finished run was made with other settings than the plan's (e.g. --num-steps)."""
-    module = ARCHITECTURES[command[0][:-len(".py")]]
+    module = architectures.script(command[0][:-len(".py")])
     planned = vars(settings.build_parser(module.ARCHITECTURE, module.HPARAMS).parse_args(command[1:]))
     hparams = read_run_json(folder / "config.json").get("hparams")
     if not isinstance(hparams, dict):
@@ -309,8 +306,8 @@ def main(argv=None):
     args = build_parser().parse_args(argv)
     runs = plan(args.set, args.seeds, args.out, args.data, args.num_steps, args.time_budget)
     if args.list:
-        for i, (config, seed, folder, command) in enumerate(runs, start=1):
-            print(f"[{i}/{len(runs)}] {status(folder):7} python {' '.join(command)}")
+        for i, (config, seed, folder, run_command) in enumerate(runs, start=1):
+            print(f"[{i}/{len(runs)}] {status(folder):7} python {' '.join(run_command)}")
         return 0
     command_line = f"python experiments.py {args.set}" + (f" --data {args.data}" if args.data else "") + \
         f" --seeds {args.seeds} " + (f"--num-steps {args.num_steps}" if SETS[args.set]["budget"] == "num_steps"
@@ -323,10 +320,10 @@ def main(argv=None):
         timed = SETS[args.set]["budget"] == "time_budget"
         whole = 60 * args.time_budget if timed else args.num_steps
         started, trained = time.time(), 0
-        for i, (config, seed, folder, command) in enumerate(runs, start=1):
+        for i, (config, seed, folder, run_command) in enumerate(runs, start=1):
             said = f"[{i}/{len(runs)}] {config}, seed {seed}"
             if status(folder) == "done":
-                check_reused(folder, command)
+                check_reused(folder, run_command)
                 print(f"{said}: done before, reused", flush=True)
                 continue
             left = sum(work_left(f, timed, whole) for _, _, f, _ in runs[i - 1:])
@@ -337,13 +334,13 @@ def main(argv=None):
             eta = f", about {max(1, round(left * per_unit / 60))} min left" if per_unit else ""
             print(f"{said}: training ({status(folder)}){eta}", flush=True)
             this_run = work_left(folder, timed, whole)
-            run_one(folder, command)
+            run_one(folder, run_command)
             trained += this_run
             results = results_of(folder)
             print(f"{said}: valid {results['valid_bpc']:.3f}, test {results['test_bpc']:.3f} bits/char, "
                   f"{results['steps']:,} steps in {results['train_seconds']:,.0f} s", flush=True)
         print(summarise(args.set, runs, args.out, command_line), end="")
-    except (ExperimentError, settings.UserError, data.DataError) as e:
+    except (ExperimentError, data.UserError, data.DataError) as e:
         print(f"experiments.py: error: {e}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
@@ -354,4 +351,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(settings.run_command("experiments.py", main))
+    sys.exit(command.run_command("experiments.py", main))

@@ -13,16 +13,11 @@ from pathlib import Path
 
 import numpy as np
 
-import arch1_hidden
-import arch2_output
 import data
-import graphs
 import plot
-import runs
-import settings
-from graphs import tf
+from machinery import command, graphs, runs, settings
+from machinery.tf1 import tf
 
-ARCHITECTURES = {module.ARCHITECTURE: module for module in (arch1_hidden, arch2_output)}  # what it can load
 
 STREAMS = 64  # streams of text the norm is averaged over
 WARMUP = 100  # characters run through the model before the measured window, so states are realistic
@@ -57,7 +52,7 @@ def text_streams(ids, length, streams=STREAMS, seed=0):
         fits = len(ids) - 1 - WARMUP  # the largest horizon this text allows
         advice = (f"use --horizon {fits} or less, or a longer text with --data" if fits >= 1
                   else f"pass a longer text with --data (it needs at least {WARMUP + 2:,} validation characters)")
-        raise settings.UserError(f"the validation text has {len(ids):,} characters, fewer than the "
+        raise data.UserError(f"the validation text has {len(ids):,} characters, fewer than the "
                                  f"{length:,} a measurement needs; {advice}")
     starts = np.random.default_rng(seed).integers(0, len(ids) - length, size=streams)
     return np.stack([ids[s:s + length] for s in starts], axis=1).astype(np.int32)
@@ -65,7 +60,7 @@ def text_streams(ids, length, streams=STREAMS, seed=0):
 
 def measure(folder, horizon=None, init=False, data_path=None, log=print):
     """(label, [horizon] mean norms) of one run folder: its checkpoint, or a fresh model with --init."""
-    config, model, sess = runs.load_run(folder, ARCHITECTURES, finalize=False, restore_weights=not init)
+    config, model, sess = runs.load_run(folder, finalize=False, restore_weights=not init)
     horizon = horizon or config["hparams"]["num_unrollings"]
     probe = add_measurement(model, horizon, WARMUP)
     source = data_path if data_path is not None else (None if config["data"] == "text8" else config["data"])
@@ -128,7 +123,7 @@ def main(argv=None):
             print(f"{label}: k=1 {norms[0]:.3g}, k={len(norms)} {norms[-1]:.3g}")
         png = png or plot.figure_path(args.runs[0] if len(args.runs) == 1 else ".", name)
         draw(png, curves, "How much the loss depends on the state k steps back")
-    except (settings.UserError, data.DataError) as e:
+    except (data.UserError, data.DataError) as e:
         print(f"gradients.py: error: {e}", file=sys.stderr)
         return 1
     except OSError as e:  # a run folder that cannot be written
@@ -139,4 +134,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(settings.run_command("gradients.py", main))
+    sys.exit(command.run_command("gradients.py", main))

@@ -10,9 +10,9 @@ import os
 import sys
 from pathlib import Path
 
-from graphs import tf
-import settings
-from settings import UserError
+from machinery.tf1 import tf
+from data import UserError
+from machinery import command, settings
 
 FORMATS = (".png", ".pdf", ".svg")
 
@@ -109,4 +109,4 @@ def draw(runs, out):
 
 
 if __name__ == "__main__":
-    sys.exit(settings.run_command("plot.py", main))
+    sys.exit(command.run_command("plot.py", main))

@@ -7,14 +7,9 @@ import sys
 
 import numpy as np
 
-import arch1_hidden
-import arch2_output
 import data
-import runs
-import sessions
-import settings
+from machinery import command, runs, sessions, settings
 
-ARCHITECTURES = {module.ARCHITECTURE: module for module in (arch1_hidden, arch2_output)}  # what it can load
 
 
 def build_parser():
@@ -46,7 +41,7 @@ def clean_prime(prime, log):
     """The prime as alphabet text: cleaned with the text8 rules when needed (and said so); UserError if empty."""
     cleaned = data.clean_text(prime)
     if prime and not cleaned.strip():
-        raise settings.UserError("--prime holds no letters after cleaning with the text8 rules; give some "
+        raise data.UserError("--prime holds no letters after cleaning with the text8 rules; give some "
                                  "text, or leave --prime out")
     if cleaned != prime:
         log(f"sample.py: --prime cleaned with the text8 rules to {cleaned!r}")
@@ -59,8 +54,8 @@ def main(argv=None):
     log = lambda message: print(message, file=sys.stderr)
     try:
         prime = clean_prime(args.prime, log)
-        config, model, sess = runs.load_run(args.checkpoint, ARCHITECTURES)
-    except settings.UserError as e:
+        config, model, sess = runs.load_run(args.checkpoint)
+    except data.UserError as e:
         print(f"sample.py: error: {e}", file=sys.stderr)
         return 1
     log(f"sample.py: {config['architecture']} at step {config['step']:,} from {args.checkpoint}")
@@ -81,4 +76,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(settings.run_command("sample.py", main))
+    sys.exit(command.run_command("sample.py", main))

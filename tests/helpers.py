@@ -1,9 +1,8 @@
 """Small helpers the graph tests share."""
 import numpy as np
 
-import sessions
-import settings
-from graphs import tf
+from machinery import sessions, settings
+from machinery.tf1 import tf
 
 
 def hparams(module, **overrides):

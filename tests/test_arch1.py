@@ -7,11 +7,10 @@ import numpy as np
 import pytest
 
 import arch1_hidden
-import graphs
 import reference
-import sessions
+from machinery import graphs, sessions
 from helpers import feed, hparams, one_hot_text, random_weights, session, variables
-from graphs import tf
+from machinery.tf1 import tf
 
 SMALL = dict(batch_size=3, num_nodes=4, num_unrollings=5)
 

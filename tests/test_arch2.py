@@ -8,9 +8,9 @@ import pytest
 
 import arch2_output
 import reference
-import sessions
+from machinery import sessions
 from helpers import TINY, feed, hparams, one_hot_text, random_weights, session, variables, write_corpus
-from graphs import tf
+from machinery.tf1 import tf
 
 SMALL = dict(batch_size=3, num_nodes=4, num_unrollings=5)
 

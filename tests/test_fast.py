@@ -9,12 +9,9 @@ import pytest
 import arch1_hidden
 import arch2_output
 import batches
-import runs
-import sample
-import sessions
-import training
+from machinery import runs, sessions
 from helpers import TINY, feed, hparams, one_hot_text, random_weights, session, write_corpus
-from graphs import tf
+from machinery.tf1 import tf
 
 SMALL = dict(num_nodes=4, num_unrollings=5, threads=2)  # two chains in fast.recurrence
 ARCH1_CASES = [dict(combine=c, activation=a) for c in ("concat", "add", "multiply") for a in ("relu", "tanh")]
@@ -99,14 +96,13 @@ def test_twenty_steps_from_the_same_seed_reach_the_same_weights(module, case):
     post, fast = both_graphs(module, batch_size=5, num_nodes=16, num_unrollings=8, threads=2, seed=7, **case)
     ids = np.random.default_rng(5).integers(0, 27, size=3000).astype(np.uint8)
     values = []
-    for model, make_step in ((post, training.post_step), (fast, training.fast_step)):
+    for model in (post, fast):
         sess = session(model)
-        step = make_step(sess, model)
         generator = batches.BatchGenerator(ids, 5, 8)
         state = np.zeros(model.initial_state.shape, np.float32)
         initial = sess.run(trainable(model))
-        for _ in range(20):
-            *_, state = step(generator.next_ids(), state)
+        for _ in range(20):  # each graph fed its own way (helpers.feed): the post's lists, or fast.py's ids
+            _, state = sess.run([model.train_op, model.final_state], feed_dict=feed(model, generator.next(), state))
         values.append((initial, sess.run({v.op.name: v for v in model.graph.get_collection(
             tf.GraphKeys.GLOBAL_VARIABLES) if v.op.name != "saved_sample_state"}), state))
     (post_initial, post_final, post_state), (fast_initial, fast_final, fast_state) = values
@@ -130,7 +126,7 @@ def test_a_checkpoint_of_one_graph_samples_the_same_text_with_the_other(module, 
     assert json.loads((out / "results.json").read_text())["graph"] == trained_with
     texts = []
     for graph in ("post", "fast"):
-        config, model, sess = runs.load_run(out, sample.ARCHITECTURES, graph=graph)
+        config, model, sess = runs.load_run(out, graph=graph)
         assert (model.megabatch_ids is None) == (graph == "post")
         texts.append(sessions.Sampler(sess, model).generate(300, np.random.default_rng(8), prime="the "))
     assert texts[0] == texts[1] and len(set(texts[0])) > 5

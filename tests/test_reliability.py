@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 import arch1_hidden
-import runs
+from machinery import runs
 from helpers import TINY, write_corpus
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -17,10 +17,8 @@ import pytest
 
 import arch1_hidden
 import gradients
-import runs
 import sample
-import sessions
-import training
+from machinery import runs, sessions, training
 from helpers import TINY, write_corpus
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -101,18 +99,9 @@ def test_pruning_deletes_only_the_checkpoints_the_run_wrote(trained, tmp_path):
 
 
 def test_a_large_finite_loss_is_reported_not_a_crash(corpus, tmp_path, capsys, monkeypatch):
-    real_step = training.TRAIN_STEPS["fast"]
-
-    def huge_loss_at_20(sess, model):
-        run, calls = real_step(sess, model), []
-
-        def step(*args):
-            calls.append(1)
-            loss, *rest = run(*args)
-            return (np.float32(1e30) if len(calls) == 20 else loss, *rest)
-        return step
-
-    monkeypatch.setitem(training.TRAIN_STEPS, "fast", huge_loss_at_20)
+    real_record = training.Run.record  # what the loop hands the run at each step: step 20's loss made huge
+    monkeypatch.setattr(training.Run, "record", lambda self, step, loss, *rest: real_record(
+        self, step, np.float32(1e30) if step == 20 else loss, *rest))
     real_call = sessions.Evaluator.__call__
     monkeypatch.setattr(sessions.Evaluator, "__call__", lambda self, ids, teacher_forced=False:
                         1e4 if len(ids) > 500 else real_call(self, ids, teacher_forced))  # the final splits
@@ -235,7 +224,7 @@ def test_a_checkpoint_being_pruned_while_sampling_is_retried(trained, tmp_path, 
     reads = []
     real_read = runs.read_config
     monkeypatch.setattr(runs, "read_config", lambda f: reads.append(1) or (stale if len(reads) == 1 else real_read(f)))
-    config, model, sess = runs.load_run(folder, sample.ARCHITECTURES)
+    config, model, sess = runs.load_run(folder)
     assert config["checkpoint"] == "model.ckpt-40" and len(reads) == 2  # the stale one, then the newest
 
 

@@ -13,8 +13,8 @@ import pytest
 import arch1_hidden
 import arch2_output
 import data
-import runs
 import sample
+from machinery import runs
 from helpers import TINY, write_corpus
 
 ALPHABET = set(data.ALPHABET)
@@ -104,7 +104,7 @@ def test_high_temperature_is_close_to_uniform(run_dir, capsys):
 
 def test_sampled_frequencies_match_the_models_softmax(run_dir, capsys):
     counts = first_characters(capsys, run_dir, "--prime", "the")
-    config, model, sess = runs.load_run(run_dir, sample.ARCHITECTURES)
+    config, model, sess = runs.load_run(run_dir)
     sess.run(model.reset_sample_state)
     for char in "the":
         p = sess.run(model.sample_prediction, {model.sample_input: data.vec2mat(data.one_hot(data.char2id(char))),

@@ -14,8 +14,7 @@ import pytest
 
 import arch1_hidden
 import data
-import sessions
-import training
+from machinery import fast, sessions, settings, training
 from helpers import TINY, hparams, write_corpus
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -108,20 +107,10 @@ def test_resume_refuses_changed_hyperparameters(corpus, tmp_path, capsys):
 
 
 def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(corpus, tmp_path, capsys, monkeypatch):
-    # A loss that turns NaN at step 25, as a diverging run's would: the training step's fetches are wrapped.
-    real_make_step = training.TRAIN_STEPS["fast"]
-
-    def make_step_with_nan_at_25(sess, model):
-        run = real_make_step(sess, model)
-        calls = {"n": 0}
-
-        def step(*args):
-            calls["n"] += 1
-            values = run(*args)
-            return [np.float32("nan"), *values[1:]] if calls["n"] == 25 else values
-        return step
-
-    monkeypatch.setitem(training.TRAIN_STEPS, "fast", make_step_with_nan_at_25)
+    # A loss that turns NaN at step 25, as a diverging run's would: what the loop hands the run is altered.
+    real_record = training.Run.record
+    monkeypatch.setattr(training.Run, "record", lambda self, step, loss, *rest: real_record(
+        self, step, np.float32("nan") if step == 25 else loss, *rest))
     out = tmp_path / "run"
     assert run(["--data", corpus, "--out", out, *TINY, "--num-steps", 100]) == 1
     err = capsys.readouterr().err
@@ -279,15 +268,23 @@ def test_ctrl_c_saves_a_checkpoint_that_resume_continues(corpus, tmp_path):
     assert json.loads((out / "results.json").read_text())["steps"] == step + 10
 
 
-def test_threads_come_from_the_cores_this_process_may_use():
-    auto = sessions.cores()
-    if hasattr(os, "sched_getaffinity"):
-        assert auto == len(os.sched_getaffinity(0))
-    for option, threads in ((0, auto), (1, 1), (3, 3)):
-        hp = {"threads": option}
+def test_threads_come_from_the_cores_this_process_may_use(monkeypatch):
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 2, 5}, raising=False)  # 3 of the machine's cores
+    for option, threads in ((0, 3), (1, 1), (5, 5)):
+        hp = {"threads": option, "graph": "post"}
         config = sessions.session_config(hp)
         assert (config.intra_op_parallelism_threads, config.inter_op_parallelism_threads) == (1, threads)
-        assert sessions.chains(hp) == threads
+        assert fast.chains(hp) == threads
+    monkeypatch.delattr(os, "sched_getaffinity")  # macOS and Windows tell no affinity: every core counts
+    monkeypatch.setattr(os, "cpu_count", lambda: 6)
+    assert settings.threads({"threads": 0}) == 6 and fast.chains({"threads": 0}) == 6
+
+
+def test_session_settings_follow_the_graph():
+    post, fast_graph = (sessions.session_config({"threads": 2, "graph": g}) for g in ("post", "fast"))
+    rewrite = post.graph_options.rewrite_options
+    assert rewrite.arithmetic_optimization == rewrite.DEFAULT  # Grappler's rewrites help the post's graph
+    assert fast_graph.graph_options.rewrite_options.arithmetic_optimization == rewrite.OFF
 
 
 def test_fast_graph_cuts_the_batch_into_one_chain_per_thread():
@@ -301,7 +298,7 @@ def test_fast_graph_cuts_the_batch_into_one_chain_per_thread():
 
 def test_many_threads_do_not_multiply_the_graph():
     hp = hparams(arch1_hidden, threads=64, combine="add")  # a 64-core machine, or --threads 64; batch 32
-    assert sessions.chains(hp) == sessions.MAX_CHAINS == 16
+    assert fast.chains(hp) == fast.MAX_CHAINS == 16
     model = arch1_hidden.GRAPHS["fast"](hp)
     cuts = [op for op in model.graph.get_operations() if op.type == "SplitV"
             and op.inputs[0].name == model.initial_state.name]

@@ -1,68 +1,12 @@
-"""Graph pieces both architectures share, in both graphs (the post's and fast.py's): TensorFlow in v1 graph
-mode, the activations and combines, the weights' initialisation, the optimizer block, and the Model that
-adds the evaluation and sampling branches to an architecture's training branch.
+"""Graph pieces both architectures share, in both graphs (the post's and fast.py's): the activations and
+combines, the weights' initialisation, and the Model that adds the evaluation and sampling branches to an
+architecture's training branch.
 """
-import contextlib
 import math
-import os
-import signal
-import sys
-import threading
 import zlib
 
-# Ctrl-C while the libraries load (a few seconds) exits quietly: nothing has been done that could be lost.
-_MAIN_THREAD = threading.current_thread() is threading.main_thread()
-if _MAIN_THREAD:
-    _sigint_handler = signal.signal(signal.SIGINT, lambda signum, frame: os._exit(128 + signum))
-
-import data  # noqa: E402 (after the handler, as everything below)
-
-
-def _fill_closed_output():
-    """Points a closed stdout or stderr (`>&-`, `2>&-`) at the null device: otherwise the next file opened
-    would take its number, and whatever TensorFlow's C++ side logs would be written into that file."""
-    for fd, name in ((1, "stdout"), (2, "stderr")):
-        try:
-            os.fstat(fd)
-        except OSError:
-            null = os.open(os.devnull, os.O_WRONLY)
-            if null != fd:
-                os.dup2(null, fd)
-                os.close(null)
-            if getattr(sys, name) is None:
-                setattr(sys, name, open(fd, "w", closefd=False))
-
-
-_fill_closed_output()
-
-
-@contextlib.contextmanager
-def _quiet_stderr():
-    """Silences file descriptor 2 (where TensorFlow's C++ start-up banner goes) for the block; does nothing
-    when there is no stderr (`2>&-`: sys.stderr is None and descriptor 2 is closed)."""
-    try:
-        sys.stderr.flush()
-        saved = os.dup(2)
-    except (AttributeError, OSError):
-        yield
-        return
-    with open(os.devnull, "w") as devnull:
-        os.dup2(devnull.fileno(), 2)
-    try:
-        yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-
-
-# TensorFlow is imported here, once, without its import-time log lines (oneDNN stays on: it is faster).
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-with _quiet_stderr():
-    import tensorflow.compat.v1 as tf
-tf.disable_eager_execution()
-tf.logging.set_verbosity(tf.logging.ERROR)
-if _MAIN_THREAD:
-    signal.signal(signal.SIGINT, _sigint_handler)  # Ctrl-C is KeyboardInterrupt again
+import data
+from machinery.tf1 import tf
 
 alphabet_size = data.alphabet_size
 ACTIVATIONS = {"relu": tf.nn.relu, "tanh": tf.tanh}
@@ -87,21 +31,6 @@ def weight(shape, name, init="default"):
                        name=name)
 
 
-def optimize(loss, hp):
-    """(train_op, learning_rate, grad_norm): exponential decay, gradients clipped by their global norm.
-
-    grad_norm is the global norm before clipping, reported so that exploding gradients can be seen.
-    """
-    global_step = tf.train.get_or_create_global_step()
-    learning_rate = tf.train.exponential_decay(
-        hp["learning_rate"], global_step, hp["decay_steps"], hp["decay_rate"], staircase=hp["staircase"])
-    optimizer = OPTIMIZERS[hp["optimizer"]](learning_rate)
-    gradients, params = zip(*optimizer.compute_gradients(loss))
-    clipped, grad_norm = tf.clip_by_global_norm(gradients, hp["clip_norm"])
-    train_op = optimizer.apply_gradients(zip(clipped, params), global_step=global_step)
-    return train_op, learning_rate, grad_norm
-
-
 class Model:
     """A built graph: an architecture's training branch plus evaluation and sampling branches.
 
@@ -113,7 +42,7 @@ class Model:
     train_labels), fast.py's one array of ids (megabatch_ids).
     """
 
-    def __init__(self, graph, hp, unroll, state_size, state_name, initial_state, final_state, logits, loss,
+    def __init__(self, *, graph, hp, unroll, state_size, state_name, initial_state, final_state, logits, loss,
                  train_op, learning_rate, grad_norm, train_inputs=None, train_labels=None, megabatch_ids=None,
                  teacher_forced_eval=False):
         self.graph, self.hp, self.unroll, self.state_size = graph, hp, unroll, state_size

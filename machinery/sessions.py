@@ -1,14 +1,15 @@
 """Running a built graph: the Session's threads, fast Session callables, and the Evaluator and Sampler that
 score held-out text and generate text with a model's evaluation and sampling branches.
 """
-import os
+import math
 import sys
 
 import numpy as np
 
 import data
-import graphs
-from graphs import tf
+from data import UserError
+from machinery import graphs, settings
+from machinery.tf1 import tf
 
 try:  # TensorFlow's internal protobuf path; if it moves, make_callable falls back to the public API
     from tensorflow.core.protobuf.config_pb2 import CallableOptions
@@ -18,46 +19,19 @@ except ImportError:
 EVAL_MIN_SPAN = 2000  # characters a stream covers at least, so that few predictions start without context
 
 
-# ---------------------------------------------------------------------------------------------
-# Threads: from the cores this process may use.
-# ---------------------------------------------------------------------------------------------
-def cores():
-    """The CPU cores this process may use (its affinity, where the platform tells it)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # macOS, Windows
-        return os.cpu_count() or 1
-
-
-def threads(hp):
-    """The CPU threads a run uses: hp["threads"], or every core this process may use when it is 0."""
-    return hp.get("threads") or cores()
-
-
-MAX_CHAINS = 16  # more only multiply the graph: 64 threads once made 128 evaluation chains, minutes to build
-
-
-def chains(hp):
-    """How many independent chains fast.recurrence cuts a batch into: one per thread, at most MAX_CHAINS
-    (each chain is its own ops at every step; fast.recurrence also makes no more chains than rows).
-
-    A small model's step is bound by the cost of each op along the recurrence's critical path, which more
-    chains do not shorten; a wide model's by its matmuls, which one chain per core splits with no
-    synchronisation inside an op (measured on 2 cores: README, Performance).
-    """
-    return min(threads(hp), MAX_CHAINS)
-
-
 def session_config(hp):
-    """One thread per op and as many ops at a time as there are threads (each chain of the recurrence gets
-    a core). Grappler's arithmetic optimizer is off: it folds the transposed W that the recurrence's backward
-    pass makes once back into every matmul (transpose_b=True), a form oneDNN runs at half speed.
+    """The Session's settings, per graph. Both run one thread per op and as many ops at a time as there are
+    threads (measured faster than TensorFlow's default pools for these small ops: docs/performance.md).
+    For the fast graph Grappler's arithmetic optimizer is off: it folds the transposed W that the fast
+    recurrence's backward pass makes once back into every matmul (transpose_b=True), a form oneDNN runs at
+    half speed. The post's graph keeps Grappler's defaults, which help it.
 
     These pools are the CPU's; on a GPU, TensorFlow places the ops itself.
     """
-    config = tf.ConfigProto(intra_op_parallelism_threads=1, inter_op_parallelism_threads=threads(hp))
-    rewrite = config.graph_options.rewrite_options
-    rewrite.arithmetic_optimization = rewrite.OFF
+    config = tf.ConfigProto(intra_op_parallelism_threads=1, inter_op_parallelism_threads=settings.threads(hp))
+    if hp.get("graph") == "fast":
+        rewrite = config.graph_options.rewrite_options
+        rewrite.arithmetic_optimization = rewrite.OFF
     return config
 
 
@@ -107,7 +81,6 @@ def check_memory(hp):
     """UserError if a run of hp will not fit in the memory this process may use."""
     needed, available = training_memory(hp), available_memory()
     if available is not None and needed > available:
-        from settings import UserError
         raise UserError(f"this model needs about {needed / 2 ** 30:,.1f} GB to train and {available / 2 ** 30:,.1f} "
                         f"GB is available; use a smaller --num-nodes, --batch-size or --num-unrollings")
 
@@ -147,6 +120,16 @@ def make_callable(sess, fetches, feeds):
 # ---------------------------------------------------------------------------------------------
 # Evaluation and sampling.
 # ---------------------------------------------------------------------------------------------
+def bpc(nats):
+    """Bits per character of a loss in nats."""
+    return nats / math.log(2)
+
+
+def perplexity(nats):
+    """exp(nats), infinite rather than an overflow for a diverging loss."""
+    return math.exp(nats) if nats < 700 else math.inf
+
+
 class Evaluator:
     """Scores held-out text with a model's evaluation branch. Made once per session and reused: creating the
     Session callables of the 100-step evaluation graph takes ~0.2 s each, as long as evaluating 100,000

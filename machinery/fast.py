@@ -1,5 +1,5 @@
-"""The fast graphs (--graph fast, the default): the models of arch1_hidden.py and arch2_output.py rewritten
-for speed. Read the scripts to follow the post; this module is what runs by default.
+"""The fast graphs (--graph fast, opt-in): the models of arch1_hidden.py and arch2_output.py rewritten for
+speed, about three times quicker. Read the scripts to follow the post; this module is what --graph fast runs.
 
 Each graph builds the same variables under the same names as the post's, so a checkpoint of either loads in
 the other, and offers the same Model (graphs.Model) to the training loop, evaluation, sampling and
@@ -16,11 +16,24 @@ weights and sample the same text. The techniques, each with the reason it is the
    fewer ops, with the batch split into independent chains, one per core.
 5. Arch 2 under teacher forcing: every p_{t-1} is known in advance, so all steps are computed at once.
 """
-import graphs
-import sessions
-from graphs import tf
+from machinery import graphs, settings
+from machinery.tf1 import tf
 
 alphabet_size = graphs.alphabet_size
+
+
+MAX_CHAINS = 16  # more only multiply the graph: 64 threads once made 128 evaluation chains, minutes to build
+
+
+def chains(hp):
+    """How many independent chains recurrence() cuts a batch into: one per thread of the run, at most
+    MAX_CHAINS (each chain is its own ops at every step; recurrence also makes no more chains than rows).
+
+    A small model's step is bound by the cost of each op along the recurrence's critical path, which more
+    chains do not shorten; a wide model's by its matmuls, which one chain per core splits with no
+    synchronisation inside an op (measured on 2 cores: docs/performance.md).
+    """
+    return min(settings.threads(hp), MAX_CHAINS)
 
 
 def _weights(hp, hidden_size, recurrent_rows):
@@ -93,7 +106,7 @@ def recurrence(pre_activations, W, h, activation, chains):
             hs.append(hs_k)
 
         def backward(d_hs):
-            W_T = tf.transpose(W)  # once; a matmul with transpose_b=True ran at half speed (sessions.session_config)
+            W_T = tf.transpose(W)  # once; a matmul with transpose_b=True ran at half speed (sessions.session_config turns that rewrite off)
             d_pre, d_h0, d_W = [], [], []
             for h0_k, hs_k, d_hs_k in zip(h0s, hs, by_chain(d_hs)):
                 d_pre_k, d_h = [None] * steps, None
@@ -111,12 +124,28 @@ def recurrence(pre_activations, W, h, activation, chains):
     return forward(tf.convert_to_tensor(W), h, pre_activations)
 
 
+def optimize(loss, hp):
+    """(train_op, learning_rate, grad_norm): the scripts' optimizer block, the same lines: exponential decay,
+    gradients clipped by their global norm.
+
+    grad_norm is the global norm before clipping, reported so that exploding gradients can be seen.
+    """
+    global_step = tf.train.get_or_create_global_step()
+    learning_rate = tf.train.exponential_decay(
+        hp["learning_rate"], global_step, hp["decay_steps"], hp["decay_rate"], staircase=hp["staircase"])
+    optimizer = graphs.OPTIMIZERS[hp["optimizer"]](learning_rate)
+    gradients, params = zip(*optimizer.compute_gradients(loss))
+    clipped, grad_norm = tf.clip_by_global_norm(gradients, hp["clip_norm"])
+    train_op = optimizer.apply_gradients(zip(clipped, params), global_step=global_step)
+    return train_op, learning_rate, grad_norm
+
+
 def arch1_graph(hp):
     """Arch 1 (arch1_hidden.build_graph), fast: training, evaluation and sampling branches."""
     graph = tf.Graph()
     with graph.as_default():
         tf.set_random_seed(hp["seed"])
-        n, chains = hp["num_nodes"], sessions.chains(hp)
+        n, num_chains = hp["num_nodes"], chains(hp)
         concat = hp["combine"] == "concat"
         hidden_size = 2 * n if concat else n
         act = graphs.ACTIVATIONS[hp["activation"]]
@@ -141,12 +170,12 @@ def arch1_graph(hp):
                 a_0, r_0 = tf.split(h, 2, axis=1)  # the state carried in (a_0 W_a is the first a_{t-1} W_a)
                 A = act(U + b_a)  # [27, n]: a_t for each character
                 a_prev_W = tf.concat([tf.matmul(a_0, W_a), tf.matmul(x[:-batch], tf.matmul(A, W_a))], axis=0)
-                r = recurrence(a_prev_W + b_r, W_r, r_0, hp["activation"], chains)
+                r = recurrence(a_prev_W + b_r, W_r, r_0, hp["activation"], num_chains)
                 logits = tf.matmul(x, tf.matmul(A, V_a)) + tf.matmul(r, V_r) + c
                 return logits, tf.concat([tf.matmul(inputs[-1], A), r[-batch:]], axis=1)
             xU = tf.matmul(x, U)  # x_t U for every step in one matmul: it does not depend on the past
             if hp["combine"] == "add":
-                hs = recurrence(xU + b, W, h, hp["activation"], chains)  # act(x_t U + b + h_{t-1} W)
+                hs = recurrence(xU + b, W, h, hp["activation"], num_chains)  # act(x_t U + b + h_{t-1} W)
             else:  # multiply: x_t U scales h_{t-1} W, so the loop is written out here and TF differentiates it
                 hs = []
                 for xU_t in tf.split(xU, steps):
@@ -160,9 +189,11 @@ def arch1_graph(hp):
         initial_state = tf.placeholder(tf.float32, [hp["batch_size"], hidden_size], name="initial_state")
         logits, final_state = unroll(inputs, initial_state)
         loss = _loss(logits, labels)
-        train_op, learning_rate, grad_norm = graphs.optimize(loss, hp)
-        return graphs.Model(graph, hp, unroll, hidden_size, "saved_h", initial_state, final_state, logits, loss,
-                            train_op, learning_rate, grad_norm, megabatch_ids=megabatch_ids)
+        train_op, learning_rate, grad_norm = optimize(loss, hp)
+        return graphs.Model(graph=graph, hp=hp, unroll=unroll, state_size=hidden_size, state_name="saved_h",
+                            initial_state=initial_state, final_state=final_state, logits=logits, loss=loss,
+                            train_op=train_op, learning_rate=learning_rate, grad_norm=grad_norm,
+                            megabatch_ids=megabatch_ids)
 
 
 def arch2_graph(hp):
@@ -194,7 +225,8 @@ def arch2_graph(hp):
         initial_output = tf.placeholder(tf.float32, [hp["batch_size"], alphabet_size], name="initial_state")
         logits, final_output = unroll(inputs, initial_output, targets=labels if hp["teacher_forcing"] else None)
         loss = _loss(logits, labels)
-        train_op, learning_rate, grad_norm = graphs.optimize(loss, hp)
-        return graphs.Model(graph, hp, unroll, alphabet_size, "saved_p", initial_output, final_output, logits,
-                            loss, train_op, learning_rate, grad_norm, megabatch_ids=megabatch_ids,
-                            teacher_forced_eval=True)
+        train_op, learning_rate, grad_norm = optimize(loss, hp)
+        return graphs.Model(graph=graph, hp=hp, unroll=unroll, state_size=alphabet_size, state_name="saved_p",
+                            initial_state=initial_output, final_state=final_output, logits=logits, loss=loss,
+                            train_op=train_op, learning_rate=learning_rate, grad_norm=grad_norm,
+                            megabatch_ids=megabatch_ids, teacher_forced_eval=True)

@@ -17,10 +17,9 @@ from pathlib import Path
 
 import numpy as np
 
-import sessions
-import settings
-from graphs import tf
-from settings import UserError
+from data import UserError
+from machinery import architectures, sessions, settings
+from machinery.tf1 import tf
 
 CONFIG = "config.json"
 RESULTS = "results.json"
@@ -338,18 +337,17 @@ def restore(sess, model, folder, config, check_step=False):
         raise UserError(f"{prefix} is damaged or does not fit the model {CONFIG} describes") from None
 
 
-def load_run(folder, architectures, graph=None, finalize=True, restore_weights=True):
+def load_run(folder, graph=None, finalize=True, restore_weights=True):
     """(config, model, session) of the checkpoint a run folder's config.json names; UserError if unusable.
 
-    architectures: the modules of the architectures that can be loaded ({name: module}, each with HPARAMS
-    and GRAPHS). graph: "post" or "fast" (default: the run's own). finalize=False leaves the graph open for
-    more ops; restore_weights=False initialises it afresh instead.
+    graph: "post" or "fast" (default: the run's own). finalize=False leaves the graph open for more ops;
+    restore_weights=False initialises it afresh instead.
     """
     config = read_config(folder)
-    if config["architecture"] not in architectures:
+    if config["architecture"] not in architectures.NAMES:
         raise UserError(f"{Path(folder) / CONFIG} names the architecture {config['architecture']!r}; "
-                        f"known ones are {', '.join(architectures)}")
-    module = architectures[config["architecture"]]
+                        f"known ones are {', '.join(architectures.NAMES)}")
+    module = architectures.script(config["architecture"])
     hp = check_hparams(config, folder, module.HPARAMS)["hparams"]
     model = module.GRAPHS[graph or hp["graph"]](hp)
     if finalize:
