@@ -1,7 +1,8 @@
-"""Data for the post: the text8 download, the 27-character alphabet, one-hot helpers, the split.
+"""Data for the post: the text8 download, the split, the 27-character alphabet and its helpers.
 
-The post's "Data" section in code: download text8 (or read any text with --data), map characters
-to ids and one-hot vectors, sample from a distribution, and split the text into train / valid / test.
+The post's "Data" section in code, in its order: download text8 (or read any text with --data) and split it
+into train / valid / test; then the alphabet, characters to ids and one-hot vectors, a vector as a 2-D array,
+sampling from a distribution and a random distribution over the alphabet.
 """
 import hashlib
 import os
@@ -15,17 +16,6 @@ from pathlib import Path
 
 import numpy as np
 
-# ---------------------------------------------------------------------------------------------
-# The alphabet: ' ' is id 0, then 'a'..'z' are 1..26, as in the post's code.
-# ---------------------------------------------------------------------------------------------
-ALPHABET = " " + string.ascii_lowercase
-alphabet_size = len(ALPHABET)  # 27
-
-_CHAR_TO_ID = {c: i for i, c in enumerate(ALPHABET)}
-_BYTE_TO_ID = np.full(256, 255, dtype=np.uint8)  # ASCII byte -> id, 255 outside the alphabet
-for _c, _i in _CHAR_TO_ID.items():
-    _BYTE_TO_ID[ord(_c)] = _i
-
 
 class UserError(Exception):
     """A mistake the user can fix (a bad option, an unusable file or run folder); the message says how, in one line."""
@@ -33,99 +23,6 @@ class UserError(Exception):
 
 class DataError(UserError):
     """A problem with the data that the user can fix; its message is one line saying how."""
-
-
-def char2id(char):
-    """Id of one alphabet character; ValueError naming the character otherwise."""
-    try:
-        return _CHAR_TO_ID[char]
-    except KeyError:
-        raise ValueError(f"character {char!r} is not in the alphabet (' ' and 'a'..'z')") from None
-
-
-def id2char(char_id):
-    """Alphabet character of an id in 0..26; ValueError otherwise."""
-    if not 0 <= int(char_id) < alphabet_size:
-        raise ValueError(f"id {char_id!r} is outside the alphabet (0..{alphabet_size - 1})")
-    return ALPHABET[int(char_id)]
-
-
-def text_to_ids(text):
-    """uint8 array of ids of a string over the alphabet (vectorised); ValueError naming a stray character."""
-    raw = np.frombuffer(text.encode("utf-8"), dtype=np.uint8)
-    ids = _BYTE_TO_ID[raw]
-    if raw.size != len(text) or (ids == 255).any():
-        bad = next(c for c in text if c not in _CHAR_TO_ID)
-        raise ValueError(f"character {bad!r} is not in the alphabet (' ' and 'a'..'z')")
-    return ids
-
-
-def ids_to_text(ids):
-    """String of an array of ids."""
-    return "".join(ALPHABET[i] for i in np.asarray(ids).ravel())
-
-
-def one_hot(ids):
-    """One-hot float32 encoding: an id gives a [27] vector, an array of ids gets a trailing axis of 27."""
-    ids = np.asarray(ids)
-    if ids.size and (ids.min() < 0 or ids.max() >= alphabet_size):
-        raise ValueError(f"ids must lie in 0..{alphabet_size - 1}")
-    return np.eye(alphabet_size, dtype=np.float32)[ids]
-
-
-def vec2mat(vector):
-    """One-hot (or probability) vector [27] -> 2-D array [1, 27], the shape a matmul with U needs."""
-    return np.reshape(vector, (1, -1))
-
-
-def sample_distribution(distribution, rng=None):
-    """Draws one id from a probability vector over the alphabet (a [27] or [1, 27] array)."""
-    rng = np.random.default_rng() if rng is None else rng
-    cumulative = np.cumsum(np.asarray(distribution, dtype=np.float64).ravel())
-    # the first id whose cumulative probability exceeds a uniform draw (5x faster than rng.choice)
-    return int(min(np.searchsorted(cumulative, rng.random() * cumulative[-1], side="right"), cumulative.size - 1))
-
-
-def random_distribution(rng=None):
-    """A random probability distribution over the alphabet, [1, 27]: how generation starts."""
-    rng = np.random.default_rng() if rng is None else rng
-    b = rng.uniform(0.0, 1.0, size=(1, alphabet_size))
-    return b / b.sum(axis=1, keepdims=True)
-
-
-def characters(probabilities):
-    """Most likely character of each row of a [N, 27] array of probabilities (or one-hot rows)."""
-    return [ALPHABET[i] for i in np.argmax(probabilities, axis=1)]
-
-
-def batches2string(batches):
-    """Strings the batch streams spell: a list of [batch_size, 27] arrays -> batch_size strings."""
-    s = [""] * batches[0].shape[0]
-    for b in batches:
-        s = ["".join(x) for x in zip(s, characters(b))]
-    return s
-
-
-# ---------------------------------------------------------------------------------------------
-# Cleaning other text with text8's rules (Matt Mahoney's wikifil.pl).
-# ---------------------------------------------------------------------------------------------
-_DIGIT_WORDS = "zero one two three four five six seven eight nine".split()
-_CLEAN_TABLE = str.maketrans(
-    {**{c.upper(): c for c in string.ascii_lowercase},
-     **{str(d): f" {w} " for d, w in enumerate(_DIGIT_WORDS)}})
-_NOT_ALPHABET = re.compile(r"[^a-z ]+")
-_SPACES = re.compile(r" {2,}")
-
-
-def clean_text(text):
-    """text8 rules: A-Z lowercased, digits spelled out (' zero '..' nine '), anything else one space."""
-    text = text.translate(_CLEAN_TABLE)
-    return _SPACES.sub(" ", _NOT_ALPHABET.sub(" ", text))
-
-
-def is_clean(text):
-    """True when the text already follows the text8 rules (only the alphabet, no double spaces)."""
-    return _NOT_ALPHABET.search(text) is None and "  " not in text
 
 
 # ---------------------------------------------------------------------------------------------
@@ -140,10 +37,21 @@ DEFAULT_CACHE = Path(__file__).resolve().parent / "data"
 TIMEOUT = (10, 60)  # seconds to connect, and to wait for each chunk of the body
 
 
+SHIPPED = Path(__file__).resolve().parent / "data" / "jargon8.zip"  # a small public-domain text, in the repository
+
+
+def _shipped_path():
+    """The shipped text's path as a user would type it here: relative to the current folder when inside it."""
+    try:
+        return os.path.relpath(SHIPPED) if not os.path.relpath(SHIPPED).startswith("..") else str(SHIPPED)
+    except ValueError:  # another drive (Windows)
+        return str(SHIPPED)
+
+
 def _download_failed(reason, url, path):
     return DataError(
-        f"could not get text8: {reason} ({url}). Download it by hand to {path}, "
-        f"or train on another text with --data PATH.")
+        f"could not get text8: {reason} ({url}). Download it by hand to {path}, or train on another text "
+        f"with --data PATH; to start offline, this repository ships one: --data {_shipped_path()}")
 
 
 def download_text8(cache_dir=DEFAULT_CACHE, url=None, size=None, sha1=None, timeout=TIMEOUT):
@@ -305,6 +213,111 @@ def split(ids):
     held_out = len(ids) * 5 // 100
     train_end = len(ids) - 2 * held_out
     return ids[:train_end], ids[train_end:train_end + held_out], ids[train_end + held_out:]
+
+
+# ---------------------------------------------------------------------------------------------
+# The alphabet: ' ' is id 0, then 'a'..'z' are 1..26, as in the post's code.
+# ---------------------------------------------------------------------------------------------
+ALPHABET = " " + string.ascii_lowercase
+alphabet_size = len(ALPHABET)  # 27
+
+_CHAR_TO_ID = {c: i for i, c in enumerate(ALPHABET)}
+_BYTE_TO_ID = np.full(256, 255, dtype=np.uint8)  # ASCII byte -> id, 255 outside the alphabet
+for _c, _i in _CHAR_TO_ID.items():
+    _BYTE_TO_ID[ord(_c)] = _i
+
+
+def char2id(char):
+    """Id of one alphabet character; ValueError naming the character otherwise."""
+    try:
+        return _CHAR_TO_ID[char]
+    except KeyError:
+        raise ValueError(f"character {char!r} is not in the alphabet (' ' and 'a'..'z')") from None
+
+
+def id2char(char_id):
+    """Alphabet character of an id in 0..26; ValueError otherwise."""
+    if not 0 <= int(char_id) < alphabet_size:
+        raise ValueError(f"id {char_id!r} is outside the alphabet (0..{alphabet_size - 1})")
+    return ALPHABET[int(char_id)]
+
+
+def text_to_ids(text):
+    """uint8 array of ids of a string over the alphabet (vectorised); ValueError naming a stray character."""
+    raw = np.frombuffer(text.encode("utf-8"), dtype=np.uint8)
+    ids = _BYTE_TO_ID[raw]
+    if raw.size != len(text) or (ids == 255).any():
+        bad = next(c for c in text if c not in _CHAR_TO_ID)
+        raise ValueError(f"character {bad!r} is not in the alphabet (' ' and 'a'..'z')")
+    return ids
+
+
+def ids_to_text(ids):
+    """String of an array of ids."""
+    return "".join(ALPHABET[i] for i in np.asarray(ids).ravel())
+
+
+def one_hot(ids):
+    """One-hot float32 encoding: an id gives a [27] vector, an array of ids gets a trailing axis of 27."""
+    ids = np.asarray(ids)
+    if ids.size and (ids.min() < 0 or ids.max() >= alphabet_size):
+        raise ValueError(f"ids must lie in 0..{alphabet_size - 1}")
+    return np.eye(alphabet_size, dtype=np.float32)[ids]
+
+
+def vec2mat(vector):
+    """One-hot (or probability) vector [27] -> 2-D array [1, 27], the shape a matmul with U needs."""
+    return np.reshape(vector, (1, -1))
+
+
+def sample_distribution(distribution, rng=None):
+    """Draws one id from a probability vector over the alphabet (a [27] or [1, 27] array)."""
+    rng = np.random.default_rng() if rng is None else rng
+    cumulative = np.cumsum(np.asarray(distribution, dtype=np.float64).ravel())
+    # the first id whose cumulative probability exceeds a uniform draw (5x faster than rng.choice)
+    return int(min(np.searchsorted(cumulative, rng.random() * cumulative[-1], side="right"), cumulative.size - 1))
+
+
+def random_distribution(rng=None):
+    """A random probability distribution over the alphabet, [1, 27]: how generation starts."""
+    rng = np.random.default_rng() if rng is None else rng
+    b = rng.uniform(0.0, 1.0, size=(1, alphabet_size))
+    return b / b.sum(axis=1, keepdims=True)
+
+
+def characters(probabilities):
+    """Most likely character of each row of a [N, 27] array of probabilities (or one-hot rows)."""
+    return [ALPHABET[i] for i in np.argmax(probabilities, axis=1)]
+
+
+def batches2string(batches):
+    """Strings the batch streams spell: a list of [batch_size, 27] arrays -> batch_size strings."""
+    s = [""] * batches[0].shape[0]
+    for b in batches:
+        s = ["".join(x) for x in zip(s, characters(b))]
+    return s
+
+
+# ---------------------------------------------------------------------------------------------
+# Cleaning other text with text8's rules (Matt Mahoney's wikifil.pl).
+# ---------------------------------------------------------------------------------------------
+_DIGIT_WORDS = "zero one two three four five six seven eight nine".split()
+_CLEAN_TABLE = str.maketrans(
+    {**{c.upper(): c for c in string.ascii_lowercase},
+     **{str(d): f" {w} " for d, w in enumerate(_DIGIT_WORDS)}})
+_NOT_ALPHABET = re.compile(r"[^a-z ]+")
+_SPACES = re.compile(r" {2,}")
+
+
+def clean_text(text):
+    """text8 rules: A-Z lowercased, digits spelled out (' zero '..' nine '), anything else one space."""
+    text = text.translate(_CLEAN_TABLE)
+    return _SPACES.sub(" ", _NOT_ALPHABET.sub(" ", text))
+
+
+def is_clean(text):
+    """True when the text already follows the text8 rules (only the alphabet, no double spaces)."""
+    return _NOT_ALPHABET.search(text) is None and "  " not in text
 
 
 def entropies(ids):

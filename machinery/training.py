@@ -28,6 +28,13 @@ from machinery.sessions import bpc, perplexity
 from machinery.tf1 import tf
 
 
+def clock(seconds):
+    """Seconds as h:mm:ss (m:ss under an hour)."""
+    minutes, s = divmod(int(round(seconds)), 60)
+    hours, m = divmod(minutes, 60)
+    return f"{hours}:{m:02}:{s:02}" if hours else f"{m}:{s:02}"
+
+
 class Report:
     """What the run prints and logs for TensorBoard: a report line every summary_frequency steps (the steps
     since the previous line), validations and samples. Time spent validating is left out of the speed."""
@@ -46,17 +53,20 @@ class Report:
         self.grad += grad_norm
         self.grad_max = max(self.grad_max, grad_norm)
         self.steps += 1
-        self.bar.update(1)
 
-    def line(self, step, loss, learning_rate):
-        """The report line of the period that ends at step (loss: the last step's)."""
+    def line(self, step, loss, learning_rate, elapsed, left):
+        """The report line of the period that ends at step (loss: the last step's); elapsed and left: seconds
+        of training so far and the estimate of what is left."""
         hp, k = self.hp, self.steps
         mean_loss = self.loss / k
         seconds = max(1e-9, time.time() - self.started - self.paused)
         self.speeds.append(k * hp["batch_size"] * hp["num_unrollings"] / seconds)
-        self.bar.write(f"step {step:>{len(str(hp['num_steps']))},}/{hp['num_steps']:,}  loss {mean_loss:.3f}  "
+        of = (f" of the {hp['time_budget']:g}-minute budget" if hp["time_budget"] > 0 else "")
+        total = "" if hp["time_budget"] > 0 else f"/{hp['num_steps']:,}"  # under a budget, the time tells the end
+        self.bar.write(f"step {step:>{len(str(hp['num_steps']))},}{total}  loss {mean_loss:.3f}  "
                        f"ppl {perplexity(loss):6.2f}  bpc {bpc(mean_loss):.3f}  lr {learning_rate:.3g}  "
-                       f"grad {self.grad / k:.3f} (max {self.grad_max:.3f})  {self.speeds[-1] / 1000:,.0f}k chars/s")
+                       f"grad {self.grad / k:.3f} (max {self.grad_max:.3f})  {self.speeds[-1] / 1000:,.0f}k chars/s  "
+                       f"{clock(elapsed)} elapsed{of}, {clock(left)} left")
         self.scalars(step, {"train/loss": mean_loss, "train/perplexity": perplexity(loss), "train/bpc": bpc(mean_loss),
                             "learning_rate": learning_rate, "grad_norm/mean": self.grad / k,
                             "grad_norm/max": self.grad_max, "chars_per_second": self.speeds[-1]})
@@ -232,14 +242,21 @@ class Run:
 
         hp, config = self.hp, self.config
         self.stop = self._exit.enter_context(StopFlag())
-        self.bar = self._exit.enter_context(contextlib.closing(tqdm(
-            total=hp["num_steps"], initial=config["step"], unit="step", disable=None, dynamic_ncols=True,
-            leave=False)))
+        if hp["time_budget"] > 0:  # the bar counts the budget's seconds, so that its estimate follows the budget
+            budget = hp["time_budget"] * 60
+            spent = min(budget, config["train_seconds"] - config.get("budget_start", 0.0))
+            bar = tqdm(total=round(budget), initial=round(spent), unit="s", disable=None, dynamic_ncols=True,
+                       leave=False, bar_format="{l_bar}{bar}| {n:.0f}/{total} s of the budget [{elapsed}<{remaining}]")
+        else:
+            bar = tqdm(total=hp["num_steps"], initial=config["step"], unit="step", disable=None, dynamic_ncols=True,
+                       leave=False)
+        self.bar = self._exit.enter_context(contextlib.closing(bar))
         writer = tf.summary.FileWriter(str(self.out), graph=self.model.graph if config["step"] == 0 else None)
         self.report = Report(self.bar, self._exit.enter_context(contextlib.closing(writer)), hp)
         self.rng = np.random.default_rng(hp["seed"])
         self.step = self.start_step = config["step"]
         self.started, self.prior_seconds = time.time(), config["train_seconds"]
+        self._bar_at = self.started
         self.budget_ends = config.get("budget_start", 0.0) + hp["time_budget"] * 60  # in training seconds
         self.out_of_time = False
         while self.step < hp["num_steps"] and not self.stop.signal and not self.out_of_time:
@@ -257,9 +274,22 @@ class Run:
             raise diverged(f"the {'loss' if not math.isfinite(loss) else 'gradient norm'} became "
                            f"{loss if not math.isfinite(loss) else grad_norm}", step, self.config, self.out)
         self.report.add(loss, grad_norm)
+        if self.hp["time_budget"] > 0:
+            now = time.time()
+            self.bar.update(now - self._bar_at)
+            self._bar_at = now
+        else:
+            self.bar.update(1)
         if step % self.hp["summary_frequency"] == 0 or step == self.hp["num_steps"]:
-            self.report.line(step, loss, learning_rate)
-            self.out_of_time = self.hp["time_budget"] > 0 and self.train_seconds() >= self.budget_ends
+            elapsed = self.train_seconds()
+            per_step = (elapsed - self.prior_seconds) / (step - self.start_step)  # validations included
+            left = (self.hp["num_steps"] - step) * per_step
+            shown = elapsed
+            if self.hp["time_budget"] > 0:  # the budget's own seconds: a resumed budget may have started later
+                left = max(0.0, min(left, self.budget_ends - elapsed))
+                shown = elapsed - self.config.get("budget_start", 0.0)
+            self.report.line(step, loss, learning_rate, shown, left)
+            self.out_of_time = self.hp["time_budget"] > 0 and elapsed >= self.budget_ends
             if self.out_of_time:
                 self.bar.write(f"the time budget of {self.hp['time_budget']:g} minutes is spent: the run ends here")
 

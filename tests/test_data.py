@@ -1,4 +1,5 @@
 """The alphabet helpers, text8-rule cleaning, loading --data files, and the split."""
+import hashlib
 import os
 import zipfile
 from pathlib import Path
@@ -231,3 +232,11 @@ def test_special_files_are_refused_before_reading(tmp_path):
     for path in (fifo, Path("/dev/zero")):  # /dev/zero would be read until memory runs out
         with pytest.raises(data.DataError, match="is not a regular file"):
             data.load_text(path)
+
+
+def test_the_shipped_text_is_jargon8_in_text8s_format():
+    ids, source = data.load_corpus(data.SHIPPED, log=lambda s: None)
+    assert len(ids) == 1_244_397 and source == str(data.SHIPPED)
+    text = data.ids_to_text(ids)
+    assert hashlib.sha1(text.encode()).hexdigest() == "beaaff4166af9e424137983ed6cf61172f45c9af"
+    assert data.is_clean(text)

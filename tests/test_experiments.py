@@ -43,6 +43,7 @@ def test_verdict_rule():
     assert experiments.verdict([], [2.0])[2] == "not measured"
 
 
+@pytest.mark.slow
 def test_a_tiny_set_stopped_and_continued(corpus, tmp_path, capsys, monkeypatch):
     monkeypatch.setitem(experiments.SETS, "tiny", TINY_SET)
     out = tmp_path / "experiments"
@@ -75,7 +76,7 @@ def test_a_tiny_set_stopped_and_continued(corpus, tmp_path, capsys, monkeypatch)
     assert [(r["config"], r["seed"], r["steps"]) for r in rows] == [
         ("concat", "1", "3000"), ("concat", "2", "3000"), ("add", "1", "3000"), ("add", "2", "3000")]
     summary = (out / "tiny" / "summary.md").read_text()
-    assert "| concat | 2 | " in summary and "| concat beats add | concat | add | valid_bpc |" in summary
+    assert "| concat | 2 | fast | " in summary and "| concat beats add | concat | add | valid_bpc |" in summary
     assert any(f"**{v}**" in summary for v in ("holds", "reversed", "within noise"))
     assert (out / "tiny" / "validation.png").read_bytes()[:4] == b"\x89PNG"
     # a set's runs made with other settings are not mixed in
@@ -85,6 +86,7 @@ def test_a_tiny_set_stopped_and_continued(corpus, tmp_path, capsys, monkeypatch)
     assert "concat-seed1 was trained with --" in err and "pass another --out" in err and err.count("\n") == 1
 
 
+@pytest.mark.slow
 def test_a_set_on_a_time_budget(corpus, tmp_path, capsys, monkeypatch):
     configs = {name: (script, [*options, "--num-steps", "100000000"])
                for name, (script, options) in TINY_SET["configs"].items()}
@@ -121,6 +123,16 @@ def test_the_claims_set_has_every_claim_of_the_issue():
     assert len(runs) == 3 * len(configs) and runs[0][3][-2:] == ["--data", "corpus.txt"]
     recipe = experiments.plan("recipe", 1, "out", None, 30001, 30)
     assert all("--time-budget" in command and "30" in command for *_, command in recipe)
+
+
+def test_sets_train_the_fast_graph_unless_told_otherwise(capsys):
+    assert experiments.main(["claims", "--seeds", "1", "--list", "--out", "nowhere"]) == 0
+    default = capsys.readouterr().out.splitlines()
+    assert experiments.main(["claims", "--seeds", "1", "--list", "--out", "nowhere", "--graph", "post"]) == 0
+    post = capsys.readouterr().out.splitlines()
+    assert all("--graph fast" in line for line in default if line.startswith("["))
+    assert all("--graph post" in line for line in post if line.startswith("["))
+    assert len([line for line in post if line.startswith("[")]) == len(experiments.SETS["claims"]["configs"])
 
 
 @pytest.fixture(scope="module")

@@ -102,7 +102,8 @@ def test_twenty_steps_from_the_same_seed_reach_the_same_weights(module, case):
         state = np.zeros(model.initial_state.shape, np.float32)
         initial = sess.run(trainable(model))
         for _ in range(20):  # each graph fed its own way (helpers.feed): the post's lists, or fast.py's ids
-            _, state = sess.run([model.train_op, model.final_state], feed_dict=feed(model, generator.next(), state))
+            megabatch = np.array(generator.next())
+            _, state = sess.run([model.train_op, model.final_state], feed_dict=feed(model, megabatch, state))
         values.append((initial, sess.run({v.op.name: v for v in model.graph.get_collection(
             tf.GraphKeys.GLOBAL_VARIABLES) if v.op.name != "saved_sample_state"}), state))
     (post_initial, post_final, post_state), (fast_initial, fast_final, fast_state) = values

@@ -230,7 +230,7 @@ def test_the_tools_read_a_run_that_is_training(corpus, tmp_path):
 
 
 def test_a_model_too_large_for_the_memory_is_refused_before_building(corpus, tmp_path, capsys, monkeypatch):
-    import sessions
+    from machinery import sessions
     monkeypatch.setattr(sessions, "available_memory", lambda: 2 ** 30)  # a machine with 1 GB left
     argv = ["--data", str(corpus), "--out", str(tmp_path / "run"), "--batch-size", "128", "--num-nodes", "4096",
             "--num-unrollings", "100"]  # all in range; about 3.4 GB

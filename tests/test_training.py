@@ -64,7 +64,7 @@ def test_a_run_leaves_checkpoints_config_events_and_results(corpus, tmp_path, ca
 
 
 def test_event_file_holds_the_reported_scalars(corpus, tmp_path):
-    from training import tf
+    from machinery.tf1 import tf
     out = tmp_path / "run"
     assert run(["--data", corpus, "--out", out, "--num-steps", 20, *TINY]) == 0
     tags = set()
@@ -228,6 +228,8 @@ def test_offline_download_is_a_one_line_error(tmp_path, capsys, monkeypatch):
     assert err.count("\n") == 1 and "could not connect" in err and "--data PATH" in err
     assert str(tmp_path / "cache" / "text8.zip") in err
     assert not (tmp_path / "cache" / "text8.zip").exists()
+    offered = err.split("--data ")[-1].strip()  # the text this repository ships, to start offline
+    assert Path(offered).resolve() == data.SHIPPED and data.SHIPPED.exists()
 
 
 def script(*argv):
