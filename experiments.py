@@ -22,7 +22,7 @@ from pathlib import Path
 
 import data
 import plot
-from machinery import architectures, settings
+from machinery import architectures, ngram, runs, settings
 from machinery.command import STOP_SIGNALS, run_command
 
 
@@ -216,7 +216,31 @@ def _cell(mean, std):
     return f"{mean:.3f}" + (f" ± {std:.3f}" if std is not None else "")
 
 
-def summarise(name, runs, out, command_line):
+NGRAM_ORDERS = (5, 6)  # the yardsticks in every summary: a vanilla RNN should beat the 5-gram
+
+
+def ngram_rows(data_path, folder):
+    """{order: scores} of Kneser-Ney n-grams on the set's corpus (evaluate.py --ngram), kept in ngram.json
+    beside the summary and computed again only when the corpus changes."""
+    cache = folder / "ngram.json"
+    ids, source = data.load_corpus(data_path, log=lambda s: None)
+    key = {"data": source, "chars": len(ids)}
+    try:
+        kept = json.loads(cache.read_text())
+        if kept.get("corpus") == key:
+            return {int(k): v for k, v in kept["orders"].items()}
+    except (OSError, ValueError, AttributeError, KeyError, TypeError):
+        pass
+    train, valid, test = data.split(ids)
+    orders = {}
+    for order in NGRAM_ORDERS:
+        model = ngram.KneserNey(train, order)
+        orders[order] = {"valid_bpc": round(model.bpc(valid), 4), "test_bpc": round(model.bpc(test), 4)}
+    runs.write_json(cache, {"corpus": key, "orders": orders})
+    return orders
+
+
+def summarise(name, runs, out, command_line, data_path=None):
     """Writes summary.csv, summary.md and validation.png for the finished runs of a set; returns summary.md."""
     folder = Path(out) / name
     rows = []
@@ -248,6 +272,9 @@ def summarise(name, runs, out, command_line):
             lines.append(f"| {config}, scored feeding the true previous characters | {len(config_rows)} | {graphs} | "
                          f"{_cell(*column('valid_bpc_teacher_forced'))} | {_cell(*column('test_bpc_teacher_forced'))}"
                          f" | | | | |")
+    for order, scores in ngram_rows(data_path, folder).items():
+        lines.append(f"| {order}-gram, Kneser-Ney (evaluate.py --ngram {order}) | | | {scores['valid_bpc']:.3f} | "
+                     f"{scores['test_bpc']:.3f} | | | | |")
     lines += ["", "Verdicts. A claim that A is better (lower) than B holds when mean(A) - mean(B) is negative by at "
               "least twice its standard error, sqrt(var(A)/n(A) + var(B)/n(B)); a difference smaller than that is "
               "within noise; a positive one that large is reversed.", "",
@@ -348,7 +375,7 @@ def main(argv=None):
             results = results_of(folder)
             print(f"{said}: valid {results['valid_bpc']:.3f}, test {results['test_bpc']:.3f} bits/char, "
                   f"{results['steps']:,} steps in {results['train_seconds']:,.0f} s", flush=True)
-        print(summarise(args.set, runs, args.out, command_line), end="")
+        print(summarise(args.set, runs, args.out, command_line, args.data), end="")
     except (ExperimentError, data.UserError, data.DataError) as e:
         print(f"experiments.py: error: {e}", file=sys.stderr)
         return 1

@@ -16,7 +16,7 @@ import arch2_output
 import data
 import evaluate
 import experiments
-from machinery import sessions
+from machinery import ngram, sessions
 from helpers import TINY, hparams, session, variables, write_corpus
 
 
@@ -76,6 +76,10 @@ def test_a_tiny_set_stopped_and_continued(corpus, tmp_path, capsys, monkeypatch)
     assert [(r["config"], r["seed"], r["steps"]) for r in rows] == [
         ("concat", "1", "3000"), ("concat", "2", "3000"), ("add", "1", "3000"), ("add", "2", "3000")]
     summary = (out / "tiny" / "summary.md").read_text()
+    train, valid, test = data.split(data.load_corpus(corpus, log=lambda s: None)[0])
+    five = ngram.KneserNey(train, 5)  # the yardstick's row: its bits/char on the same splits
+    assert f"| 5-gram, Kneser-Ney (evaluate.py --ngram 5) | | | {five.bpc(valid):.3f} | {five.bpc(test):.3f} |" in summary
+    assert "| 6-gram, Kneser-Ney" in summary and (out / "tiny" / "ngram.json").exists()
     assert "| concat | 2 | fast | " in summary and "| concat beats add | concat | add | valid_bpc |" in summary
     assert any(f"**{v}**" in summary for v in ("holds", "reversed", "within noise"))
     assert (out / "tiny" / "validation.png").read_bytes()[:4] == b"\x89PNG"
