@@ -2,22 +2,23 @@
 
     python plot.py checkpoints/arch1 [more run folders] [--out curves.png]
 
-Four panels against steps: training loss, validation bits per character, learning rate and the gradient's
-global norm before clipping (mean over each report period; dotted: the period's largest). TensorBoard
-(`tensorboard --logdir checkpoints`) is the live view; this is for the README and for users without it.
+Three panels against steps: training and validation bits per character on one axis (so that the gap
+between them, overfitting, shows), the learning rate, and the gradient's global norm before clipping (the
+mean over each report period, and dotted its largest). Every line is in a legend. TensorBoard
+(`tensorboard --logdir checkpoints`) is the live view; this is for the docs and for users without it.
 """
 import os
 import sys
 from pathlib import Path
 
-from machinery.tf1 import tf
 from data import UserError
 from machinery import command, settings
+from machinery.tf1 import tf
 
 FORMATS = (".png", ".pdf", ".svg")
 
-PANELS = [("train/loss", "training loss (nats/char)"), ("valid/bpc", "validation bits/char"),
-          ("learning_rate", "learning rate"), ("grad_norm/mean", "gradient norm before clipping")]
+PANELS = [("train/bpc", "training loss (bits/char)"), ("valid/bpc", "validation bits/char"),
+          ("learning_rate", "learning rate"), ("grad_norm/mean", "gradient norm before clipping")]  # the tags drawn
 
 
 def figure_path(given, default_name):
@@ -87,25 +88,39 @@ def main(argv=None):
 
 
 def draw(runs, out):
-    """The four panels of runs [(name, scalars)], written to out."""
+    """The three panels of runs [(name, scalars)], written to out; returns each panel's legend labels."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    fig, axes = plt.subplots(2, 2, figsize=(11, 7))
-    for ax, (tag, title) in zip(axes.ravel(), PANELS):
-        for i, (name, scalars) in enumerate(runs):
-            if tag in scalars:
-                ax.plot(*scalars[tag], label=name, color=f"C{i}", marker=".")
-            if tag == "grad_norm/mean" and "grad_norm/max" in scalars:
-                ax.plot(*scalars["grad_norm/max"], color=f"C{i}", linestyle=":", linewidth=0.8)
+    fig, (bits, rate, grad) = plt.subplots(1, 3, figsize=(15, 4.8))
+    for i, (name, scalars) in enumerate(runs):
+        color = f"C{i}"
+        if "train/bpc" in scalars:
+            bits.plot(*scalars["train/bpc"], color=color, linewidth=1, label=f"{name}: training batches")
+        if "valid/bpc" in scalars:
+            bits.plot(*scalars["valid/bpc"], color=color, linestyle="--", marker="o", markersize=3,
+                      label=f"{name}: validation")
+        if "learning_rate" in scalars:
+            rate.plot(*scalars["learning_rate"], color=color, label=name)
+        if "grad_norm/mean" in scalars:
+            grad.plot(*scalars["grad_norm/mean"], color=color, label=f"{name}: mean of the period")
+        if "grad_norm/max" in scalars:
+            grad.plot(*scalars["grad_norm/max"], color=color, linestyle=":", linewidth=0.8,
+                      label=f"{name}: largest of the period")
+    for ax, title in ((bits, "bits per character"), (rate, "learning rate"),
+                      (grad, "gradient norm before clipping")):
         ax.set_title(title)
         ax.set_xlabel("step")
         ax.grid(True, alpha=0.3)
-        if tag in ("learning_rate", "grad_norm/mean"):
-            ax.set_yscale("log")
-    axes[0, 0].legend(fontsize=8)
+        if ax.lines:
+            ax.legend(fontsize=7)
+    rate.set_yscale("log")
+    grad.set_yscale("log")
     fig.tight_layout()
     save_figure(fig, out, dpi=90)
+    labels = {ax.get_title(): [line.get_label() for line in ax.lines] for ax in (bits, rate, grad)}
+    plt.close(fig)
+    return labels
 
 
 if __name__ == "__main__":

@@ -54,15 +54,16 @@ class Report:
         self.grad_max = max(self.grad_max, grad_norm)
         self.steps += 1
 
-    def line(self, step, loss, learning_rate, elapsed, left):
+    def line(self, step, loss, learning_rate, elapsed, left, budget_ends_first=False):
         """The report line of the period that ends at step (loss: the last step's); elapsed and left: seconds
-        of training so far and the estimate of what is left."""
+        of training so far and the estimate of what is left; budget_ends_first: the time budget, not
+        num_steps, will end the run (the line then leaves out the step total)."""
         hp, k = self.hp, self.steps
         mean_loss = self.loss / k
         seconds = max(1e-9, time.time() - self.started - self.paused)
         self.speeds.append(k * hp["batch_size"] * hp["num_unrollings"] / seconds)
         of = (f" of the {hp['time_budget']:g}-minute budget" if hp["time_budget"] > 0 else "")
-        total = "" if hp["time_budget"] > 0 else f"/{hp['num_steps']:,}"  # under a budget, the time tells the end
+        total = "" if budget_ends_first else f"/{hp['num_steps']:,}"
         self.bar.write(f"step {step:>{len(str(hp['num_steps']))},}{total}  loss {mean_loss:.3f}  "
                        f"ppl {perplexity(loss):6.2f}  bpc {bpc(mean_loss):.3f}  lr {learning_rate:.3g}  "
                        f"grad {self.grad / k:.3f} (max {self.grad_max:.3f})  {self.speeds[-1] / 1000:,.0f}k chars/s  "
@@ -284,11 +285,12 @@ class Run:
             elapsed = self.train_seconds()
             per_step = (elapsed - self.prior_seconds) / (step - self.start_step)  # validations included
             left = (self.hp["num_steps"] - step) * per_step
-            shown = elapsed
+            shown, budget_ends_first = elapsed, False
             if self.hp["time_budget"] > 0:  # the budget's own seconds: a resumed budget may have started later
-                left = max(0.0, min(left, self.budget_ends - elapsed))
+                budget_left = max(0.0, self.budget_ends - elapsed)
+                budget_ends_first, left = budget_left < left, min(left, budget_left)
                 shown = elapsed - self.config.get("budget_start", 0.0)
-            self.report.line(step, loss, learning_rate, shown, left)
+            self.report.line(step, loss, learning_rate, shown, left, budget_ends_first)
             self.out_of_time = self.hp["time_budget"] > 0 and elapsed >= self.budget_ends
             if self.out_of_time:
                 self.bar.write(f"the time budget of {self.hp['time_budget']:g} minutes is spent: the run ends here")

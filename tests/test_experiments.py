@@ -4,6 +4,7 @@ import csv
 import json
 import math
 import os
+import re
 import signal
 import threading
 import time
@@ -181,7 +182,12 @@ def test_time_budget_ends_the_run_and_resume_continues_with_what_is_left(corpus,
                               "--time-budget", "0.02"]) == 0  # 1.2 s
     results = json.loads((out / "results.json").read_text())
     assert results["stopped_by_time_budget"] and results["steps"] % 10 == 0 and 0 < results["steps"] < 10 ** 8
-    assert "the time budget of 0.02 minutes is spent" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "the time budget of 0.02 minutes is spent" in printed
+    # the report lines follow the budget: no step total, the budget's time spent and what is left of it
+    lines = [line for line in printed.splitlines() if line.startswith("step ")]
+    assert lines and all("/" not in line.split("loss")[0] for line in lines)
+    assert all(re.search(r"0:0\d elapsed of the 0\.02-minute budget, 0:0\d left$", line) for line in lines)
     assert json.loads((out / "config.json").read_text())["hparams"]["time_budget"] == 0.02
     assert arch1_hidden.main(["--out", str(out), "--resume"]) == 1
     assert "has spent its time budget (0.02 minutes)" in capsys.readouterr().err

@@ -119,6 +119,13 @@ def test_training_curves(runs, tmp_path, capsys):
     steps, values = scalars["train/loss"]
     assert steps == [10, 20, 30, 40] and all(0 < v < 5 for v in values)
     assert scalars["valid/bpc"][0] == [20, 40]
+    # TensorBoard gets the same validation tags at every validation, the last one included
+    assert scalars["valid/perplexity"][0] == [20, 40]
+    # training and validation in bits/char on one axis, every line in a legend
+    labels = plot.draw([("one", scalars)], tmp_path / "one.png")
+    assert labels["bits per character"] == ["one: training batches", "one: validation"]
+    assert labels["gradient norm before clipping"] == ["one: mean of the period", "one: largest of the period"]
+    np.testing.assert_allclose(scalars["train/bpc"][1], np.array(values) / np.log(2), rtol=1e-5)
     capsys.readouterr()
     (tmp_path / "empty").mkdir()
     assert plot.main([str(tmp_path / "empty")]) == 1

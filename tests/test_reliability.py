@@ -237,7 +237,8 @@ def test_a_model_too_large_for_the_memory_is_refused_before_building(corpus, tmp
     assert arch1_hidden.main(argv) == 1
     err = one_line_error(capsys)
     assert "GB to train and 1.0 GB is available" in err and not list((tmp_path / "run").glob("model.ckpt*"))
-    hp = {**__import__("settings").defaults(arch1_hidden.HPARAMS)}
+    from machinery import settings
+    hp = settings.defaults(arch1_hidden.HPARAMS)
     assert sessions.training_memory(hp) < 2 ** 30  # the default model is not refused there
 
 

@@ -2,6 +2,7 @@
 import json
 import math
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -43,6 +44,7 @@ def test_a_run_leaves_checkpoints_config_events_and_results(corpus, tmp_path, ca
     assert run(["--data", corpus, "--out", out, "--num-steps", 50, *TINY]) == 0
     printed = capsys.readouterr().out
     assert "step 10/50" in printed and "bpc" in printed and "grad" in printed and "chars/s" in printed
+    assert re.search(r"^step 50/50 .* chars/s  0:\d\d elapsed, 0:00 left$", printed, re.MULTILINE)
     assert "validation at step 20" in printed and printed.count("  sample: ") == 6
     config = json.loads((out / "config.json").read_text())
     assert config["architecture"] == "arch1_hidden" and config["step"] == 50
