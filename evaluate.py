@@ -60,6 +60,11 @@ def evaluate(folder, path, teacher_forced=False, log=print):
 
 
 def main(argv=None):
+    """Scores a text (or a corpus's splits under an n-gram) from the command line; returns the exit status."""
+    return command.run_command("evaluate.py", _main, argv)
+
+
+def _main(argv):
     args = build_parser().parse_args(argv)
     if args.ngram is not None:
         scores = evaluate_ngram(args.ngram, args.data, log=lambda s: print(s, file=sys.stderr))
@@ -67,11 +72,7 @@ def main(argv=None):
               f"{scores['data']}: {scores['ngram']}-gram (Kneser-Ney, trained on {scores['train_chars']:,} characters): "
               f"valid {scores['valid_bpc']:.4f} bits/char, test {scores['test_bpc']:.4f} ({scores['seconds']:.0f} s)")
         return 0
-    try:
-        scores = evaluate(args.checkpoint, args.data, args.teacher_forced, log=lambda s: print(s, file=sys.stderr))
-    except (data.UserError, data.DataError) as e:
-        print(f"evaluate.py: error: {e}", file=sys.stderr)
-        return 1
+    scores = evaluate(args.checkpoint, args.data, args.teacher_forced, log=lambda s: print(s, file=sys.stderr))
     if args.json:
         print(json.dumps(scores))
     else:
@@ -82,4 +83,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(command.run_command("evaluate.py", main))
+    sys.exit(main())

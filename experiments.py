@@ -82,7 +82,7 @@ FIELDS = ["config", "seed", "graph", "steps", "train_seconds", "valid_bpc", "tes
           "best_test_bpc", "valid_bpc_teacher_forced", "test_bpc_teacher_forced", "folder"]
 
 
-class ExperimentError(Exception):
+class ExperimentError(data.UserError):
     """A run failed or a folder does not fit the plan; the message says what to do, in one line."""
 
 
@@ -338,6 +338,11 @@ def build_parser():
 
 
 def main(argv=None):
+    """Trains (or lists) a set from the command line; returns the exit status."""
+    return run_command("experiments.py", _main, argv)
+
+
+def _main(argv):
     args = build_parser().parse_args(argv)
     runs = plan(args.set, args.seeds, args.out, args.data, args.num_steps, args.time_budget, args.graph)
     if args.list:
@@ -376,9 +381,6 @@ def main(argv=None):
             print(f"{said}: valid {results['valid_bpc']:.3f}, test {results['test_bpc']:.3f} bits/char, "
                   f"{results['steps']:,} steps in {results['train_seconds']:,.0f} s", flush=True)
         print(summarise(args.set, runs, args.out, command_line, args.data), end="")
-    except (ExperimentError, data.UserError, data.DataError) as e:
-        print(f"experiments.py: error: {e}", file=sys.stderr)
-        return 1
     except KeyboardInterrupt:
         print("interrupted; run the same command again to continue where it stopped", flush=True)
         return 128 + signal.SIGINT
@@ -387,4 +389,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(run_command("experiments.py", main))
+    sys.exit(main())

@@ -100,6 +100,11 @@ def draw(path, curves, title):
 
 
 def main(argv=None):
+    """Measures and draws the gradient norms of run folders from the command line; returns the exit status."""
+    return command.run_command("gradients.py", _main, argv)
+
+
+def _main(argv):
     parser = settings.OneLineParser(prog="gradients.py", description=__doc__.split("\n")[0])
     parser.add_argument("runs", nargs="+", metavar="RUN", help="run folders (as written by the training scripts)")
     parser.add_argument("--init", action="store_true",
@@ -112,26 +117,19 @@ def main(argv=None):
                         "run, gradients.png here for several)")
     args = parser.parse_args(argv)
     suffix = "-init" if args.init else ""
-    try:
-        name = f"gradients{suffix}.png"
-        png = plot.figure_path(args.plot, name) if args.plot else None  # a bad --plot is said before the work
-        curves = []
-        for folder in args.runs:
-            label, norms = measure(folder, args.horizon, args.init, args.data, log=lambda s: None)
-            write_csv(Path(folder) / f"gradients{suffix}.csv", norms)
-            curves.append((label, norms))
-            print(f"{label}: k=1 {norms[0]:.3g}, k={len(norms)} {norms[-1]:.3g}")
-        png = png or plot.figure_path(args.runs[0] if len(args.runs) == 1 else ".", name)
-        draw(png, curves, "How much the loss depends on the state k steps back")
-    except (data.UserError, data.DataError) as e:
-        print(f"gradients.py: error: {e}", file=sys.stderr)
-        return 1
-    except OSError as e:  # a run folder that cannot be written
-        print(f"gradients.py: error: {e.filename or 'the output'}: {e.strerror}", file=sys.stderr)
-        return 1
+    name = f"gradients{suffix}.png"
+    png = plot.figure_path(args.plot, name) if args.plot else None  # a bad --plot is said before the work
+    curves = []
+    for folder in args.runs:
+        label, norms = measure(folder, args.horizon, args.init, args.data, log=lambda s: None)
+        write_csv(Path(folder) / f"gradients{suffix}.csv", norms)
+        curves.append((label, norms))
+        print(f"{label}: k=1 {norms[0]:.3g}, k={len(norms)} {norms[-1]:.3g}")
+    png = png or plot.figure_path(args.runs[0] if len(args.runs) == 1 else ".", name)
+    draw(png, curves, "How much the loss depends on the state k steps back")
     print(f"wrote {png} and gradients{suffix}.csv in each run folder")
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(command.run_command("gradients.py", main))
+    sys.exit(main())

@@ -71,18 +71,19 @@ def read_scalars(folder):
 
 
 def main(argv=None):
+    """Draws the curves of run folders from the command line; returns the exit status."""
+    return command.run_command("plot.py", _main, argv)
+
+
+def _main(argv):
     parser = settings.OneLineParser(prog="plot.py", description=__doc__.split("\n")[0])
     parser.add_argument("runs", nargs="+", metavar="RUN", help="run folders")
     parser.add_argument("--out", metavar="PNG", help="output file (default: RUN/curves.png for one run, "
                         "curves.png here for several)")
     args = parser.parse_args(argv)
-    try:
-        runs = [(Path(folder).resolve().name, read_scalars(folder)) for folder in args.runs]
-        out = figure_path(args.out or (Path(args.runs[0]) if len(args.runs) == 1 else Path(".")), "curves.png")
-        draw(runs, out)
-    except UserError as e:
-        print(f"plot.py: error: {e}", file=sys.stderr)
-        return 1
+    runs = [(Path(folder).resolve().name, read_scalars(folder)) for folder in args.runs]
+    out = figure_path(args.out or (Path(args.runs[0]) if len(args.runs) == 1 else Path(".")), "curves.png")
+    draw(runs, out)
     print(f"wrote {out}")
     return 0
 
@@ -124,4 +125,4 @@ def draw(runs, out):
 
 
 if __name__ == "__main__":
-    sys.exit(command.run_command("plot.py", main))
+    sys.exit(main())

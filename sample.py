@@ -49,15 +49,15 @@ def clean_prime(prime, log):
 
 
 def main(argv=None):
-    """Prints samples from a run folder; returns the exit status."""
+    """Prints samples from a run folder from the command line; returns the exit status."""
+    return command.run_command("sample.py", _main, argv)
+
+
+def _main(argv):
     args = build_parser().parse_args(argv)
     log = lambda message: print(message, file=sys.stderr)
-    try:
-        prime = clean_prime(args.prime, log)
-        config, model, sess = runs.load_run(args.checkpoint)
-    except data.UserError as e:
-        print(f"sample.py: error: {e}", file=sys.stderr)
-        return 1
+    prime = clean_prime(args.prime, log)
+    config, model, sess = runs.load_run(args.checkpoint)
     log(f"sample.py: {config['architecture']} at step {config['step']:,} from {args.checkpoint}")
     rng = np.random.default_rng(args.seed)
     sampler = sessions.Sampler(sess, model)
@@ -76,4 +76,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(command.run_command("sample.py", main))
+    sys.exit(main())

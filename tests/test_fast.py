@@ -161,3 +161,31 @@ def test_resume_may_switch_the_graph(tmp_path):
     assert config["hparams"]["graph"] == "fast" and config["step"] == 40
     a, b = (json.loads((d / "results.json").read_text()) for d in (straight, switched))
     assert b["valid_bpc"] == pytest.approx(a["valid_bpc"], abs=1e-3)
+
+
+@pytest.mark.parametrize("module", [arch1_hidden, arch2_output])
+def test_the_sessions_fast_path_gives_what_session_run_gives(module):
+    """sessions.CallableSession answers the post's session.run(fetches, feed_dict=...) through a cached
+    callable: the same results as tf.Session.run, step after step, an operation's fetch still None."""
+    hp = hparams(module, batch_size=4, num_nodes=8, num_unrollings=5, graph="post")
+    model = module.build_graph(hp)
+    ids = np.random.default_rng(3).integers(0, 27, size=2000).astype(np.uint8)
+    fetches = [model.train_op, model.loss, model.grad_norm, model.final_state]
+    results = []
+    for make in (lambda: tf.Session(graph=model.graph), lambda: sessions.new_session(model)):
+        sess = make()
+        sess.run(model.init)
+        generator, state, seen = batches.BatchGenerator(ids, 4, 5), np.zeros(model.initial_state.shape, np.float32), []
+        for _ in range(5):
+            op, loss, grad_norm, state = sess.run(fetches, feed_dict=feed(model, np.array(generator.next()), state))
+            assert op is None
+            seen.append((loss, grad_norm, state))
+        results.append(seen)
+        if isinstance(sess, sessions.CallableSession):
+            assert len(sess._callables) == 1  # one signature, one callable
+            assert set(sess.run({"loss": model.loss}, feed_dict=feed(model, one_hot_text(np.random.default_rng(0), 6, 4)))) == {"loss"}
+        sess.close()
+    for (loss_a, grad_a, state_a), (loss_b, grad_b, state_b) in zip(*results):
+        np.testing.assert_allclose(loss_b, loss_a, rtol=1e-6)
+        np.testing.assert_allclose(grad_b, grad_a, rtol=1e-6)
+        np.testing.assert_allclose(state_b, state_a, rtol=1e-6, atol=1e-7)

@@ -181,6 +181,24 @@ def test_bench_bad_options_are_one_line(argv, words):
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and words in proc.stderr, proc.stderr
 
 
+@pytest.mark.skipif(sys.platform == "win32", reason="a POSIX shell pipe and SIGINT")
+def test_bench_stopped_by_ctrl_c_is_quiet():
+    proc = subprocess.Popen([sys.executable, "bench.py", "--quick"], cwd=ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().startswith("configuration")  # it has started measuring
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130 and "Traceback" not in err, err
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="a POSIX shell pipe")
+def test_experiments_into_head_is_quiet(tmp_path):
+    proc = subprocess.run(f"{sys.executable} experiments.py claims --seeds 3 --list --out {tmp_path} | head -n 2",
+                          shell=True, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.stdout.count("\n") == 2 and proc.stdout.startswith("[1/24]")
+    assert proc.stderr == "", proc.stderr
+
+
 def test_plot_of_empty_or_garbage_event_files_is_one_line(tmp_path, capsys):
     import plot
     for name, content in (("empty", b""), ("garbage", bytes(range(256)) * 4)):
