@@ -5,7 +5,7 @@
 
 This file is the post's Arch 1, whole: the hyperparameters, the graph with its optimizer (build_graph) and
 the Session loop that trains it (train). It is what `python arch1_hidden.py` runs. machinery/fast.py holds the
-same model rewritten for speed (--graph fast, about three times quicker), which the tests prove equal to this
+same model rewritten for speed (--graph fast, about 1.5 times quicker), which the tests prove equal to this
 one. Run `python arch1_hidden.py --help` for the options; README.md explains the output.
 """
 import sys
@@ -18,14 +18,14 @@ from machinery import fast, graphs, training
 from machinery.tf1 import tf
 
 # ---------------------------------------------------------------------------------------------
-# Hyperparameters: the post's concatenation notebook, except num_steps (see README for the full run).
+# Hyperparameters: the post's concatenation notebook, except num_steps (docs/usage.md has the full run).
 # ---------------------------------------------------------------------------------------------
 ARCHITECTURE = "arch1_hidden"
 HPARAMS = dict(
     batch_size=(32, "text streams trained side by side, one cursor each"),
     num_nodes=(100, "n, the width of x_t U and h_{t-1} W; concat makes the hidden state 2n wide"),
     num_unrollings=(40, "time steps unrolled per training step (the post: 20 with tanh, 40 with relu)"),
-    activation=("relu", "act: relu or tanh (the post: relu allowed 40 unrollings, tanh 20; README has ours)"),
+    activation=("relu", "act: relu or tanh (the post: relu allowed 40 unrollings, tanh 20; docs/experiments.md has ours)"),
     combine=("concat", "how x_t U and h_{t-1} W meet: concat (the post's choice), add or multiply"),
     optimizer=("adadelta", "sgd, adadelta or adam"),
     learning_rate=(2.5, "initial learning rate (the post: most learning happens between 0.1 and 2.5)"),
@@ -34,8 +34,8 @@ HPARAMS = dict(
     staircase=(True, "decay in steps (True) or continuously (False)"),
     clip_norm=(1.25, "gradients are rescaled so that their global norm is at most this"),
     init=("default", "initial weights: default (mean 0, variance 1/fan-in) or notebook (the notebooks' "
-                     "truncated_normal(shape, -0.1, 0.1): README, Differences)"),
-    num_steps=(100_001, "training steps (the post ran 800,001: see README)"),
+                     "truncated_normal(shape, -0.1, 0.1): docs/differences.md)"),
+    num_steps=(100_001, "training steps (the notebook ran 800,001: docs/usage.md)"),
 )
 
 

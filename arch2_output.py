@@ -5,7 +5,7 @@
 
 p_{t-1} is the "previous output", 27 wide: under teacher forcing (training, by default) the true previous
 target, one-hot; at test time (evaluation, sampling) the model's own previous distribution softmax(logits_{t-1}).
-Note that the true previous target *is* the current input x_t: see README for what that means.
+Note that the true previous target *is* the current input x_t: docs/architectures.md says what that means.
 
 This file is the post's Arch 2, whole: the hyperparameters, the graph with its optimizer (build_graph) and
 the Session loop that trains it (train). It is what `python arch2_output.py` runs. machinery/fast.py holds the
@@ -39,7 +39,7 @@ HPARAMS = dict(
     staircase=(True, "decay in steps (True) or continuously (False)"),
     clip_norm=(1.25, "gradients are rescaled so that their global norm is at most this"),
     init=("default", "initial weights: default (mean 0, variance 1/fan-in) or notebook (the notebooks' "
-                     "truncated_normal(shape, -0.1, 0.1): README, Differences)"),
+                     "truncated_normal(shape, -0.1, 0.1): docs/differences.md)"),
     num_steps=(50_001, "training steps (the notebook's count)"),
 )
 

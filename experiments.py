@@ -76,7 +76,7 @@ SETS = {
                     "recipe", "post-defaults", "best_valid_bpc")],
     },
 }
-DEFAULT_STEPS = 30_001  # claims: 12.5 minutes for the set, 3 seeds, on jargon8 and 2 cores (README)
+DEFAULT_STEPS = 30_001  # claims: 12.5 minutes for the set, 3 seeds, on jargon8 and 2 cores (docs/experiments.md)
 DEFAULT_BUDGET = 30.0  # recipe: minutes a run
 FIELDS = ["config", "seed", "graph", "steps", "train_seconds", "valid_bpc", "test_bpc", "best_step", "best_valid_bpc",
           "best_test_bpc", "valid_bpc_teacher_forced", "test_bpc_teacher_forced", "folder"]
@@ -88,7 +88,7 @@ class ExperimentError(data.UserError):
 
 def plan(name, seeds, out, data_path, num_steps, time_budget, graph="fast"):
     """[(config, seed, folder, command)] of a set: every configuration with every seed, trained with graph
-    ("fast" by default: the same model as the post's graph, proven equal by the tests, about three times
+    ("fast" by default: the same model as the post's graph, proven equal by the tests, about 1.5 times
     quicker)."""
     budget = (["--num-steps", str(num_steps), "--eval-frequency", str(max(1, num_steps // 10))]  # 10 validations
               if SETS[name]["budget"] == "num_steps" else ["--time-budget", str(time_budget)])
@@ -332,7 +332,7 @@ def build_parser():
                         metavar="MINUTES", help=f"recipe: minutes of training a run (default {DEFAULT_BUDGET:g})")
     parser.add_argument("--graph", choices=("post", "fast"), default="fast",
                         help="the graph every run trains with (default fast: the post's model, proven equal by the "
-                             "tests, about three times quicker)")
+                             "tests, about 1.5 times quicker)")
     parser.add_argument("--list", action="store_true", help="print the plan and what is done, run nothing")
     return parser
 

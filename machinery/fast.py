@@ -1,5 +1,5 @@
 """The fast graphs (--graph fast, opt-in): the models of arch1_hidden.py and arch2_output.py rewritten for
-speed, about three times quicker. Read the scripts to follow the post; this module is what --graph fast runs.
+speed, about 1.5 times quicker. Read the scripts to follow the post; this module is what --graph fast runs.
 
 Each graph builds the same variables under the same names as the post's, so a checkpoint of either loads in
 the other, and offers the same Model (graphs.Model) to the training loop, evaluation, sampling and
@@ -106,7 +106,7 @@ def recurrence(pre_activations, W, h, activation, chains):
             hs.append(hs_k)
 
         def backward(d_hs):
-            W_T = tf.transpose(W)  # once; a matmul with transpose_b=True ran at half speed (sessions.session_config turns that rewrite off)
+            W_T = tf.transpose(W)  # once: transpose_b=True ran at half speed (sessions.session_config)
             d_pre, d_h0, d_W = [], [], []
             for h0_k, hs_k, d_hs_k in zip(h0s, hs, by_chain(d_hs)):
                 d_pre_k, d_h = [None] * steps, None

@@ -21,7 +21,7 @@ EVAL_UNROLLINGS = 100  # time steps per evaluation run
 def weight(shape, name, init="default"):
     """A weight matrix. default: a truncated normal of mean 0 and variance 1 / fan_in. notebook: the post's
     notebooks' truncated_normal(shape, -0.1, 0.1), which meant a range but draws from a normal of mean -0.1
-    and standard deviation 0.1 (README, "Differences").
+    and standard deviation 0.1 (docs/differences.md).
 
     The random op's seed comes from the name, so the post's graph and fast.py's, which build their ops in
     different orders, draw the same initial weights from the same --seed.

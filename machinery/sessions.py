@@ -19,8 +19,8 @@ except ImportError:
 EVAL_MIN_SPAN = 2000  # characters a stream covers at least, so that few predictions start without context
 
 
-def session_config(hp):
-    """The Session's settings, per graph. Both run one thread per op and as many ops at a time as there are
+def session_config(hp, graph):
+    """The Session's settings for a run of hp on graph ("post" or "fast"). Both run one thread per op and as many ops at a time as there are
     threads (measured faster than TensorFlow's default pools for these small ops: docs/performance.md).
     For the fast graph Grappler's arithmetic optimizer is off: it folds the transposed W that the fast
     recurrence's backward pass makes once back into every matmul (transpose_b=True), a form oneDNN runs at
@@ -29,7 +29,7 @@ def session_config(hp):
     These pools are the CPU's; on a GPU, TensorFlow places the ops itself.
     """
     config = tf.ConfigProto(intra_op_parallelism_threads=1, inter_op_parallelism_threads=settings.threads(hp))
-    if hp.get("graph") == "fast":
+    if graph == "fast":
         rewrite = config.graph_options.rewrite_options
         rewrite.arithmetic_optimization = rewrite.OFF
     return config
@@ -38,7 +38,8 @@ def session_config(hp):
 def new_session(model):
     """A Session on a model's graph with the run's settings (session_config), whose run() takes the fast path of
     CallableSession."""
-    return CallableSession(graph=model.graph, config=session_config(model.hp))
+    graph = "fast" if model.megabatch_ids is not None else "post"  # the graph built, whatever hp["graph"] says
+    return CallableSession(graph=model.graph, config=session_config(model.hp, graph))
 
 
 class CallableSession(tf.Session):

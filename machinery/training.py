@@ -200,7 +200,7 @@ class Run:
             self.log(f"{self.architecture}: {self.source}, {len(ids):,} characters "
                      f"(train {len(train_ids):,}, valid {len(valid_ids):,}, test {len(test_ids):,})")
             self.log("config: " + ", ".join(f"{k}={v}" for k, v in self.hp.items())
-                     + ("" if self.hp["graph"] == "fast" else "  (--graph fast trains the same model about three "
+                     + ("" if self.hp["graph"] == "fast" else "  (--graph fast trains the same model about 1.5 "
                                                               "times quicker)"))
             sessions.check_memory(self.hp)  # a model too large for this machine is one line, not an abort in TF
             self._ids = ids

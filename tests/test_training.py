@@ -276,7 +276,7 @@ def test_threads_come_from_the_cores_this_process_may_use(monkeypatch):
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 2, 5}, raising=False)  # 3 of the machine's cores
     for option, threads in ((0, 3), (1, 1), (5, 5)):
         hp = {"threads": option, "graph": "post"}
-        config = sessions.session_config(hp)
+        config = sessions.session_config(hp, "post")
         assert (config.intra_op_parallelism_threads, config.inter_op_parallelism_threads) == (1, threads)
         assert fast.chains(hp) == threads
     monkeypatch.delattr(os, "sched_getaffinity")  # macOS and Windows tell no affinity: every core counts
@@ -285,10 +285,15 @@ def test_threads_come_from_the_cores_this_process_may_use(monkeypatch):
 
 
 def test_session_settings_follow_the_graph():
-    post, fast_graph = (sessions.session_config({"threads": 2, "graph": g}) for g in ("post", "fast"))
+    post, fast_graph = (sessions.session_config({"threads": 2}, g) for g in ("post", "fast"))
     rewrite = post.graph_options.rewrite_options
     assert rewrite.arithmetic_optimization == rewrite.DEFAULT  # Grappler's rewrites help the post's graph
     assert fast_graph.graph_options.rewrite_options.arithmetic_optimization == rewrite.OFF
+    # a session gets the settings of the graph it runs, whatever the run's --graph was (sample.py --graph, bench)
+    hp = hparams(arch1_hidden, batch_size=4, num_nodes=4, num_unrollings=3, graph="post")
+    for build, expected in ((arch1_hidden.build_graph, rewrite.DEFAULT), (arch1_hidden.GRAPHS["fast"], rewrite.OFF)):
+        with sessions.new_session(build(hp)) as sess:
+            assert sess._config.graph_options.rewrite_options.arithmetic_optimization == expected
 
 
 def test_fast_graph_cuts_the_batch_into_one_chain_per_thread():
