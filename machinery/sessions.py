@@ -50,7 +50,8 @@ class CallableSession(tf.Session):
     measured: docs/performance.md). Here each distinct (fetches, placeholders) pair gets a Session callable
     (make_callable) the first time, and later calls go through it: the same graph, the same feeds and the same
     results, an operation's fetch still None. Anything else (one fetch, a dict, names as strings, options,
-    arrays of another dtype than their placeholder's) goes to Session.run unchanged.
+    arrays of another dtype than their placeholder's) goes to Session.run unchanged, and so does everything
+    where TensorFlow's private callable path is missing (make_callable's public fallback calls run itself).
     """
 
     def __init__(self, *args, **kwargs):
@@ -58,7 +59,9 @@ class CallableSession(tf.Session):
         self._callables = {}
 
     def run(self, fetches, feed_dict=None, options=None, run_metadata=None):
-        if (options is None and run_metadata is None and isinstance(fetches, list) and feed_dict
+        if (CallableOptions is not None and hasattr(self, "_make_callable_from_options")  # the private path is there
+                and options is None and run_metadata is None
+                and isinstance(fetches, list) and feed_dict
                 and all(isinstance(f, (tf.Tensor, tf.Operation)) for f in fetches)
                 and all(isinstance(k, tf.Tensor) and isinstance(v, np.ndarray) and v.dtype == k.dtype.as_numpy_dtype
                         for k, v in feed_dict.items())):

@@ -20,6 +20,8 @@ import experiments
 from machinery import ngram, sessions
 from helpers import TINY, hparams, session, variables, write_corpus
 
+pytestmark = pytest.mark.slow  # whole trainings, subprocesses and signals (-m "not slow" leaves them out)
+
 
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory):

@@ -34,7 +34,7 @@ def assert_close(fast, post, rtol, name):
                                err_msg=name)
 
 
-@pytest.mark.parametrize("batch_size", [3, 4])  # an odd batch cuts into uneven chains
+@pytest.mark.parametrize("batch_size", [pytest.param(3, marks=pytest.mark.slow), 4])  # odd: uneven chains
 @pytest.mark.parametrize("module, case", CASES, ids=[f"{m.ARCHITECTURE}-" + "-".join(map(str, c.values()))
                                                    for m, c in CASES])
 def test_same_loss_state_and_gradients(module, case, batch_size):
@@ -66,6 +66,7 @@ def test_same_loss_state_and_gradients(module, case, batch_size):
 @pytest.mark.parametrize("module, case", [(arch1_hidden, dict(combine="concat", activation="relu")),
                                           (arch1_hidden, dict(combine="add", activation="tanh")),
                                           (arch2_output, dict(combine="concat", activation="tanh"))])
+@pytest.mark.slow
 def test_same_evaluation_and_sampling(module, case):
     post, fast = both_graphs(module, batch_size=4, **SMALL, **case)
     ids = np.random.default_rng(2).integers(0, 27, size=5000)
@@ -92,6 +93,7 @@ TRAINING_CASES = [
 @pytest.mark.parametrize("module, case", TRAINING_CASES,
                          ids=[f"{m.ARCHITECTURE}-{c.get('combine', c.get('teacher_forcing'))}"
                               for m, c in TRAINING_CASES])
+@pytest.mark.slow
 def test_twenty_steps_from_the_same_seed_reach_the_same_weights(module, case):
     post, fast = both_graphs(module, batch_size=5, num_nodes=16, num_unrollings=8, threads=2, seed=7, **case)
     ids = np.random.default_rng(5).integers(0, 27, size=3000).astype(np.uint8)
@@ -116,6 +118,7 @@ def test_twenty_steps_from_the_same_seed_reach_the_same_weights(module, case):
     assert not np.allclose(post_final["V"], post_initial["V"])  # it did train
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("module", [arch1_hidden, arch2_output])
 @pytest.mark.parametrize("trained_with", ["post", "fast"])
 def test_a_checkpoint_of_one_graph_samples_the_same_text_with_the_other(module, trained_with, tmp_path, capsys):
@@ -150,6 +153,7 @@ def test_both_graphs_print_the_same_report_lines(tmp_path, capsys):
     np.testing.assert_allclose(np.concatenate(printed["fast"]), np.concatenate(printed["post"]), atol=2e-3)
 
 
+@pytest.mark.slow
 def test_resume_may_switch_the_graph(tmp_path):
     corpus = write_corpus(tmp_path / "words.txt")
     straight, switched = tmp_path / "straight", tmp_path / "switched"

@@ -74,6 +74,7 @@ def read_csv(path):
     return [int(r[0]) for r in rows[1:]], [float(r[1]) for r in rows[1:]]
 
 
+@pytest.mark.slow
 def test_files_for_one_run_and_several(runs, tmp_path, capsys):
     assert gradients.main([str(runs / "one")]) == 0
     ks, norms = read_csv(runs / "one" / "gradients.csv")
@@ -133,6 +134,7 @@ def test_training_curves(runs, tmp_path, capsys):
     assert "no TensorBoard event files" in err and err.count("\n") == 1
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("tool", ["gradients", "plot"])
 def test_figure_paths_are_checked_before_the_work(tool, runs, tmp_path, capsys):
     main, flag, prog = ((gradients.main, "--plot", "gradients.py") if tool == "gradients"

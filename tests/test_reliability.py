@@ -15,6 +15,8 @@ import arch1_hidden
 from machinery import runs
 from helpers import TINY, write_corpus
 
+pytestmark = pytest.mark.slow  # whole trainings, subprocesses and signals (-m "not slow" leaves them out)
+
 ROOT = Path(__file__).resolve().parent.parent
 POSIX = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals and descriptors")
 

@@ -36,6 +36,7 @@ def samples(capsys, *argv):
     return out.splitlines(), err
 
 
+@pytest.mark.slow
 def test_every_option(run_dir, capsys):
     lines, err = samples(capsys, "--checkpoint", run_dir, "--length", 50, "--prime", "the ", "--temperature",
                          0.7, "--seed", 3, "--num-samples", 3)
@@ -96,12 +97,14 @@ def first_characters(capsys, run_dir, *argv):
     return np.bincount([data.char2id(line[-1]) for line in lines], minlength=27)
 
 
+@pytest.mark.slow
 def test_high_temperature_is_close_to_uniform(run_dir, capsys):
     counts = first_characters(capsys, run_dir, "--prime", "the", "--temperature", 1e4)
     stat, dof = chi_square(counts, np.full(27, 1 / 27))
     assert dof == 26 and stat < CHI2_999[dof]
 
 
+@pytest.mark.slow
 def test_sampled_frequencies_match_the_models_softmax(run_dir, capsys):
     counts = first_characters(capsys, run_dir, "--prime", "the")
     config, model, sess = runs.load_run(run_dir)
@@ -176,6 +179,7 @@ def test_the_smallest_temperature_is_argmax_not_nan(run_dir, capsys):
 ROOT = Path(__file__).resolve().parent.parent
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX pipes and signals")
 def test_output_into_a_closed_pipe_ends_quietly(run_dir):
     done = subprocess.run(f"{sys.executable} sample.py --checkpoint {run_dir} --length 200 --num-samples 5000 "
@@ -184,6 +188,7 @@ def test_output_into_a_closed_pipe_ends_quietly(run_dir):
     assert "Error" not in done.stderr
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
 def test_ctrl_c_prints_the_text_made_so_far(run_dir):
     proc = subprocess.Popen([sys.executable, "sample.py", "--checkpoint", str(run_dir), "--length", "100000000",

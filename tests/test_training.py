@@ -76,6 +76,7 @@ def test_event_file_holds_the_reported_scalars(corpus, tmp_path):
     assert {"train/loss", "train/bpc", "learning_rate", "grad_norm/mean", "final/valid_bpc"} <= tags
 
 
+@pytest.mark.slow
 def test_resume_continues_exactly(corpus, tmp_path):
     straight, split = tmp_path / "straight", tmp_path / "split"
     assert run(["--data", corpus, "--out", straight, "--num-steps", 40, *TINY]) == 0
@@ -153,6 +154,7 @@ def test_every_option_reaches_the_run(corpus, tmp_path, capsys):
     assert f"lr {0.02 * 0.5 ** (11 / 5):.3g} " in printed
 
 
+@pytest.mark.slow
 def test_the_same_seed_repeats_a_run_and_another_seed_does_not(corpus, tmp_path):
     for name, seed in (("a", 3), ("b", 3), ("c", 4)):
         assert run(["--data", corpus, "--out", tmp_path / name, *TINY, "--num-steps", 10, "--seed", seed]) == 0
@@ -240,6 +242,7 @@ def script(*argv):
                           timeout=300)
 
 
+@pytest.mark.slow
 def test_a_user_mistake_prints_no_traceback(tmp_path):
     done = script("arch1_hidden.py", "--data", tmp_path / "missing.txt", "--out", tmp_path / "out")
     assert done.returncode == 1 and done.stdout == ""
@@ -248,6 +251,7 @@ def test_a_user_mistake_prints_no_traceback(tmp_path):
     assert done.returncode == 2 and done.stderr.count("\n") == 1 and "--clip-norm" in done.stderr
 
 
+@pytest.mark.slow
 def test_ctrl_c_saves_a_checkpoint_that_resume_continues(corpus, tmp_path):
     out = tmp_path / "run"
     proc = subprocess.Popen([sys.executable, "-u", "arch1_hidden.py", "--data", str(corpus), "--out", str(out),
@@ -314,6 +318,7 @@ def test_many_threads_do_not_multiply_the_graph():
     assert len(cuts) == 1 and len(cuts[0].outputs) == 16  # 32 rows in 16 chains, not 64
 
 
+@pytest.mark.slow
 def test_report_lines_reach_a_log_file_as_they_are_printed(corpus, tmp_path):
     log = tmp_path / "train.log"
     with open(log, "w") as f:  # python arch1_hidden.py > train.log &, then tail -f train.log
