@@ -10,6 +10,7 @@ resumed, so running the same command again continues where it stopped. Then OUT/
 row per run), summary.md (one row per configuration: mean and standard deviation over the seeds, and a
 verdict line per claim) and validation.png (the validation curves, mean and range across seeds).
 """
+import contextlib
 import csv
 import json
 import math
@@ -120,6 +121,29 @@ def work_left(folder, timed, whole):
         return max(0, whole - spent)
     except (OSError, ValueError, TypeError, AttributeError):  # a damaged run: the run itself will say what is wrong
         return 0
+
+
+def plan_totals(runs, timed, whole):
+    """The line that ends --list: how many runs are done, partial and to do, and the training time left (a
+    time budget's seconds; for steps, at the pace of the set's finished runs, when there are some)."""
+    states = [status(folder) for _, _, folder, _ in runs]
+    left = sum(work_left(folder, timed, whole) for _, _, folder, _ in runs)
+    said = (f"{len(runs)} runs: {states.count('done')} done, {states.count('partial')} partial, "
+            f"{states.count('to do')} to do")
+    if timed:
+        return f"{said}; about {left / 60:,.0f} min of training left (the budgets), plus each run's start and evaluation"
+    paces = []
+    for _, _, folder, _ in runs:
+        if status(folder) == "done":
+            with contextlib.suppress(ExperimentError, KeyError, TypeError, ZeroDivisionError):
+                results = results_of(folder)
+                paces.append(results["train_seconds"] / results["steps"])
+    if not left:
+        return f"{said}; nothing left to train"
+    if not paces:
+        return f"{said}; {left:,} steps left (no estimate of the time until a run has finished)"
+    return (f"{said}; {left:,} steps left, about {left * statistics.fmean(paces) / 60:,.0f} min of training at "
+            f"the pace of the {len(paces)} finished")
 
 
 def _die_with_parent():
@@ -348,6 +372,8 @@ def _main(argv):
     if args.list:
         for i, (config, seed, folder, planned) in enumerate(runs, start=1):
             print(f"[{i}/{len(runs)}] {status(folder):7} python {' '.join(planned)}")
+        print(plan_totals(runs, SETS[args.set]["budget"] == "time_budget",
+                          60 * args.time_budget if SETS[args.set]["budget"] == "time_budget" else args.num_steps))
         return 0
     command_line = f"python experiments.py {args.set}" + (f" --data {args.data}" if args.data else "") + \
         f" --seeds {args.seeds} " + (f"--num-steps {args.num_steps}" if SETS[args.set]["budget"] == "num_steps"

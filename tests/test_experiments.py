@@ -53,7 +53,8 @@ def test_a_tiny_set_stopped_and_continued(corpus, tmp_path, capsys, monkeypatch)
     args = ["tiny", "--data", str(corpus), "--seeds", "2", "--num-steps", "3000", "--out", str(out)]
     assert experiments.main(args + ["--list"]) == 0
     listed = capsys.readouterr().out.splitlines()
-    assert len(listed) == 4 and listed[0].startswith("[1/4] to do   python arch1_hidden.py")
+    assert len(listed) == 5 and listed[0].startswith("[1/4] to do   python arch1_hidden.py")
+    assert listed[-1] == "4 runs: 0 done, 0 partial, 4 to do; 12,000 steps left (no estimate of the time until a run has finished)"
     second = out / "tiny" / "concat-seed2"
 
     def ctrl_c_once_the_second_run_trains():  # as a user would, at the terminal
@@ -74,6 +75,8 @@ def test_a_tiny_set_stopped_and_continued(corpus, tmp_path, capsys, monkeypatch)
     assert "[1/4] concat, seed 1: done before, reused" in printed
     assert "[2/4] concat, seed 2: training (partial)" in printed
     assert "resumed" in (second / "train.log").read_text()
+    assert experiments.main(args + ["--list"]) == 0
+    assert capsys.readouterr().out.splitlines()[-1] == "4 runs: 4 done, 0 partial, 0 to do; nothing left to train"
     with open(out / "tiny" / "summary.csv") as f:
         rows = list(csv.DictReader(f))
     assert [(r["config"], r["seed"], r["steps"]) for r in rows] == [
@@ -107,6 +110,18 @@ def test_a_set_on_a_time_budget(corpus, tmp_path, capsys, monkeypatch):
     printed = capsys.readouterr().out
     assert "one seed: no verdict" in printed
     assert "[1/2] concat, seed 1: training (to do), about 1 min left" in printed  # 2 x 1.2 s of budget, rounded up
+
+
+def test_the_list_ends_with_the_totals_and_the_time_left(tmp_path):
+    done, partial = tmp_path / "done", tmp_path / "partial"
+    for folder in (done, partial):
+        folder.mkdir()
+    (done / "results.json").write_text(json.dumps({"train_seconds": 240.0, "steps": 2000}))  # 0.12 s a step
+    (partial / "config.json").write_text(json.dumps({"step": 500}))
+    runs = [("a", 1, done, []), ("a", 2, partial, []), ("b", 1, tmp_path / "new", [])]
+    assert experiments.plan_totals(runs, False, 2000) == (
+        "3 runs: 1 done, 1 partial, 1 to do; 3,500 steps left, about 7 min of training at the pace of the 1 finished")
+    assert experiments.plan_totals(runs, True, 1800).startswith("3 runs: 1 done, 1 partial, 1 to do; about 60 min")
 
 
 def test_time_left_counts_what_a_partial_run_has_done(tmp_path):
