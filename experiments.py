@@ -316,28 +316,44 @@ def summarise(name, runs, out, command_line, data_path=None):
 
 
 def draw_curves(by_config, path, name):
-    """The validation bits/char of each configuration against steps: the mean over seeds, and their range."""
+    """The validation bits/char of each configuration against steps and against training time: the mean over
+    seeds, and their range (time: each seed's own curve, as seeds reach a step at different times)."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    fig, ax = plt.subplots(figsize=(9, 5.5))
+    fig, (by_step, by_time) = plt.subplots(1, 2, figsize=(14, 5.5))
     for i, (config, config_rows) in enumerate(by_config.items()):
-        curves = [plot.read_scalars(r["folder"]).get("valid/bpc", ([], [])) for r in config_rows]
+        scalars = [plot.read_scalars(r["folder"]) for r in config_rows]
+        curves = [s.get("valid/bpc", ([], [])) for s in scalars]
         steps = sorted(set.intersection(*[set(s) for s, _ in curves])) if curves else []
         if not steps:
             continue
         values = [[dict(zip(*curve))[s] for s in steps] for curve in curves]
         mean = [statistics.fmean(v) for v in zip(*values)]
-        ax.plot(steps, mean, color=f"C{i}", marker=".", label=f"{config} ({len(curves)} seeds)")
-        ax.fill_between(steps, [min(v) for v in zip(*values)], [max(v) for v in zip(*values)], color=f"C{i}",
-                        alpha=0.2)
-    ax.set_xlabel("step")
-    ax.set_ylabel("validation bits/char")
-    ax.set_title(f"{name}: validation, mean and range across seeds")
-    ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=8)
+        by_step.plot(steps, mean, color=f"C{i}", marker=".", label=f"{config} ({len(curves)} seeds)")
+        by_step.fill_between(steps, [min(v) for v in zip(*values)], [max(v) for v in zip(*values)],
+                             color=f"C{i}", alpha=0.2)
+        for k, (s, curve) in enumerate(zip(scalars, curves)):
+            seconds = dict(zip(*s.get("valid/train_seconds", ([], []))))
+            points = [(seconds[step] / 60, v) for step, v in zip(*curve) if step in seconds]
+            if points:
+                by_time.plot(*zip(*points), color=f"C{i}", marker=".", linewidth=1,
+                             label=f"{config}" if k == 0 else None)
+    by_step.set_xlabel("step")
+    by_time.set_xlabel("training time (minutes)")
+    for ax in (by_step, by_time):
+        ax.set_ylabel("validation bits/char")
+        ax.grid(True, alpha=0.3)
+        if ax.lines:
+            ax.legend(fontsize=8)
+    by_step.set_title(f"{name}: validation against steps, mean and range across seeds")
+    by_time.set_title("against training time, each seed" if by_time.lines else
+                      "against training time: runs made before it was logged")
     fig.tight_layout()
     plot.save_figure(fig, path, dpi=90)
+    labels = [line.get_label() for line in by_time.lines if not line.get_label().startswith("_")]
+    plt.close(fig)
+    return labels
 
 
 def build_parser():

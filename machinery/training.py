@@ -73,12 +73,16 @@ class Report:
                             "grad_norm/max": self.grad_max, "chars_per_second": self.speeds[-1]})
         self._new_period()
 
-    def validation(self, step, valid_bpc, chars, samples=()):
-        self.bar.write(f"validation at step {step:,}: bpc {valid_bpc:.3f}, perplexity "
-                       f"{perplexity(valid_bpc * math.log(2)):.2f} ({chars:,} characters)")
+    def validation(self, step, valid_bpc, chars, train_seconds, samples=()):
+        """A validation's line and samples (none: logged only, as the end's); train_seconds: the training
+        time at that step, logged beside it so that curves can be drawn against time as well as steps."""
+        if chars:
+            self.bar.write(f"validation at step {step:,}: bpc {valid_bpc:.3f}, perplexity "
+                           f"{perplexity(valid_bpc * math.log(2)):.2f} ({chars:,} characters)")
         for sample in samples:
             self.bar.write("  sample: " + sample)
-        self.scalars(step, {"valid/bpc": valid_bpc, "valid/perplexity": perplexity(valid_bpc * math.log(2))})
+        self.scalars(step, {"valid/bpc": valid_bpc, "valid/perplexity": perplexity(valid_bpc * math.log(2)),
+                            "valid/train_seconds": train_seconds})
 
     def scalars(self, step, values):
         """TensorBoard scalars {tag: value} at a step."""
@@ -307,7 +311,7 @@ class Run:
         if not math.isfinite(valid_bpc):
             self.bar.close()
             raise diverged(f"the validation loss became {valid_bpc}", step, self.config, self.out)
-        self.report.validation(step, valid_bpc, len(valid_slice),
+        self.report.validation(step, valid_bpc, len(valid_slice), self.train_seconds(),
                                [self.sampler.generate(80, self.rng) for _ in range(3)])
         self.config = save(self.session, self.model, self.out, self.config, state, self.batches, step,
                            self.train_seconds(), valid_bpc)
@@ -324,7 +328,7 @@ class Run:
         if step > self.start_step or self.config["checkpoint"] is None:
             valid_bpc = None if self.stop.signal else bpc(self.evaluator(valid_ids[:hp["valid_chars"]]))
             if valid_bpc is not None:
-                self.report.scalars(step, {"valid/bpc": valid_bpc, "valid/perplexity": perplexity(valid_bpc * math.log(2))})
+                self.report.validation(step, valid_bpc, 0, self.train_seconds())
             self.config = save(self.session, self.model, out, self.config, state, self.batches, step,
                                self.train_seconds(), valid_bpc if valid_bpc is not None and math.isfinite(valid_bpc) else None)
         self.report.writer.flush()

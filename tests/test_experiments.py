@@ -89,6 +89,9 @@ def test_a_tiny_set_stopped_and_continued(corpus, tmp_path, capsys, monkeypatch)
     assert "| concat | 2 | fast | " in summary and "| concat beats add | concat | add | valid_bpc |" in summary
     assert any(f"**{v}**" in summary for v in ("holds", "reversed", "within noise"))
     assert (out / "tiny" / "validation.png").read_bytes()[:4] == b"\x89PNG"
+    # against training time as well as steps: every run logs its training time at each validation
+    by_config = {config: [r for r in rows if r["config"] == config] for config in ("concat", "add")}
+    assert experiments.draw_curves(by_config, tmp_path / "v.png", "tiny") == ["concat", "add"]
     # a set's runs made with other settings are not mixed in
     assert experiments.main(["tiny", "--data", str(corpus), "--seeds", "1", "--num-steps", "100",
                              "--out", str(out)]) == 1

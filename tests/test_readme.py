@@ -54,3 +54,13 @@ def test_a_readme_command_is_accepted(line, script, args):
     parsed = vars(PARSERS[script]().parse_args(args))  # a bad option exits here, failing the test
     if parsed.get("data"):
         assert (ROOT / parsed["data"]).exists(), f"{line}: {parsed['data']} is not in the repository"
+
+
+def test_the_readme_trainings_do_not_share_a_folder():
+    """Run one after the other as a newcomer would, no training would find its folder taken by another."""
+    folders = []
+    for line, script, args in COMMANDS:
+        if script in ("arch1_hidden.py", "arch2_output.py") and args != ["--help"]:
+            parsed = vars(PARSERS[script]().parse_args(args))
+            folders.append(parsed.get("out", f"checkpoints/{script.split('_')[0]}"))
+    assert len(folders) >= 4 and len(folders) == len(set(folders)), folders
