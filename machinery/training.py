@@ -297,7 +297,8 @@ class Run:
             self.report.line(step, loss, learning_rate, shown, left, budget_ends_first)
             self.out_of_time = self.hp["time_budget"] > 0 and elapsed >= self.budget_ends
             if self.out_of_time:
-                self.bar.write(f"the time budget of {self.hp['time_budget']:g} minutes is spent: the run ends here")
+                minutes = f"{self.hp['time_budget']:g} minute" + ("" if self.hp["time_budget"] == 1 else "s")
+                self.bar.write(f"the time budget of {minutes} is spent: the run ends here")
 
     def validate(self, step, state):
         """Bits per character on the first valid_chars of the validation split, three samples, and a
