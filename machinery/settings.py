@@ -21,8 +21,10 @@ LOOP_OPTIONS = dict(  # options of the run rather than the model; none of them c
     threads=(0, "CPU threads, each running one op at a time (0: one per core this process may use)"),
     time_budget=(0.0, "minutes of training after which the run ends at its next report line, as if it had reached "
                       "--num-steps (the learning-rate schedule keeps its steps); 0: none"),
+    patience=(0, "early stopping: the run ends when this many validations in a row have not beaten the best "
+                 "(its checkpoint is in best/); 0: never"),
 )
-INTRODUCED_LATER = {"init": "default"}  # settings older run folders lack, and the value they trained with
+INTRODUCED_LATER = {"init": "default", "patience": 0}  # settings older run folders lack, and the value they trained with
 CHOICES = {"activation": tuple(graphs.ACTIVATIONS), "combine": tuple(graphs.COMBINES),
            "optimizer": tuple(graphs.OPTIMIZERS), "graph": ("post", "fast"), "init": graphs.INITS}
 # The range of every number, wide enough for any sensible run and narrow enough that the graph can be built
@@ -31,7 +33,7 @@ RANGES = {
     "batch_size": (1, 4096), "num_nodes": (1, 4096), "num_unrollings": (1, 1000), "num_steps": (1, 10 ** 9),
     "decay_steps": (1, 10 ** 9), "summary_frequency": (1, 10 ** 9), "eval_frequency": (1, 10 ** 9),
     "valid_chars": (2, 10 ** 10), "keep": (1, 1000), "seed": (0, 2 ** 31 - 1), "threads": (0, 1024),
-    "learning_rate": (1e-8, 1e4), "decay_rate": (1e-6, 1.0), "clip_norm": (1e-6, 1e6), "time_budget": (0, 1e6),
+    "learning_rate": (1e-8, 1e4), "decay_rate": (1e-6, 1.0), "clip_norm": (1e-6, 1e6), "time_budget": (0, 1e6), "patience": (0, 10 ** 6),
 }
 
 

@@ -263,8 +263,8 @@ class Run:
         self.started, self.prior_seconds = time.time(), config["train_seconds"]
         self._bar_at = self.started
         self.budget_ends = config.get("budget_start", 0.0) + hp["time_budget"] * 60  # in training seconds
-        self.out_of_time = False
-        while self.step < hp["num_steps"] and not self.stop.signal and not self.out_of_time:
+        self.out_of_time = self.out_of_patience = False
+        while self.step < hp["num_steps"] and not (self.stop.signal or self.out_of_time or self.out_of_patience):
             yield self.step + 1
             self.step += 1
 
@@ -316,6 +316,12 @@ class Run:
                                [self.sampler.generate(80, self.rng) for _ in range(3)])
         self.config = save(self.session, self.model, self.out, self.config, state, self.batches, step,
                            self.train_seconds(), valid_bpc)
+        if self.hp["patience"] > 0:  # validations since the best one, from config.json: the same after --resume
+            stale = (step - self.config.get("best_step", step)) // self.hp["eval_frequency"]
+            self.out_of_patience = stale >= self.hp["patience"]
+            if self.out_of_patience:
+                self.bar.write(f"{stale} validations in a row have not beaten the best (step "
+                               f"{self.config['best_step']:,}): the run ends here (--patience {self.hp['patience']})")
         self.report.paused += time.time() - paused
 
     # --- The end ---
@@ -342,6 +348,7 @@ class Run:
                  f"full validation and test splits")
         results = {"steps": step, "train_seconds": self.config["train_seconds"], "data": self.source,
                    "graph": hp["graph"], "time_budget": hp["time_budget"], "stopped_by_time_budget": self.out_of_time,
+                   "stopped_by_patience": self.out_of_patience,
                    "chars_per_second": self.report.chars_per_second(), "best_step": self.config.get("best_step", step)}
         try:
             results.update(evaluate_splits(self.evaluator, self.model, (valid_ids, test_ids), "", self.log))

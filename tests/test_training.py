@@ -124,6 +124,21 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(corpus, tmp_path, cap
     assert sorted(p.name for p in out.glob("model.ckpt-*.index")) == ["model.ckpt-20.index"]
 
 
+def test_patience_stops_a_run_whose_validation_no_longer_improves(corpus, tmp_path, capsys, monkeypatch):
+    scores = iter([3.0, 2.0, 2.5, 2.6])  # validations at steps 10, 20 (the best), 30 and 40 (two without a gain)
+    real_call = sessions.Evaluator.__call__
+    monkeypatch.setattr(sessions.Evaluator, "__call__", lambda self, ids, teacher_forced=False: next(
+        scores, None) or real_call(self, ids, teacher_forced))
+    out = tmp_path / "run"
+    assert run(["--data", corpus, "--out", out, *TINY, "--eval-frequency", 10, "--num-steps", 1000,
+                "--patience", 2]) == 0
+    printed = capsys.readouterr().out
+    assert "2 validations in a row have not beaten the best (step 20): the run ends here (--patience 2)" in printed
+    results = json.loads((out / "results.json").read_text())
+    assert results["steps"] == 40 and results["stopped_by_patience"] and results["best_step"] == 20
+    assert json.loads((out / "best" / "config.json").read_text())["step"] == 20
+
+
 def test_a_diverging_learning_rate_is_reported(corpus, tmp_path, capsys):
     out = tmp_path / "run"
     assert run(["--data", corpus, "--out", out, *TINY, "--optimizer", "sgd", "--clip-norm", "1e6",
@@ -139,7 +154,7 @@ def test_every_option_reaches_the_run(corpus, tmp_path, capsys):
                "--combine": "add", "--optimizer": "adam", "--learning-rate": 0.02, "--decay-steps": 5,
                "--decay-rate": 0.5, "--clip-norm": 2.0, "--num-steps": 12, "--summary-frequency": 4,
                "--eval-frequency": 3, "--valid-chars": 300, "--keep": 2, "--seed": 7, "--threads": 1,
-               "--graph": "post", "--init": "notebook", "--time-budget": 60.0}
+               "--graph": "post", "--init": "notebook", "--time-budget": 60.0, "--patience": 5}
     argv = ["--data", corpus, "--out", out, "--no-staircase"] + [str(x) for kv in options.items() for x in kv]
     assert run(argv) == 0
     printed = capsys.readouterr().out
