@@ -112,7 +112,7 @@ def train(argv=None):
     """Trains Arch 1 with the settings of the command line argv; returns the results (also in results.json)."""
     with training.Run(ARCHITECTURE, HPARAMS, argv) as run:  # the settings, the run folder, the data
         hp = run.hp
-        train_ids, valid_ids, test_ids = run.splits  # data.py: text8 (or --data) split 90/5/5
+        train_ids = run.splits[0]  # data.py: text8 (or --data) split 90/5/5; the run scores the other two
         batches = BatchGenerator(train_ids, hp["batch_size"], hp["num_unrollings"], name="train")
         model = GRAPHS[hp["graph"]](hp)
         session = run.new_session(model, batches)
@@ -125,7 +125,7 @@ def train(argv=None):
             return run.train_fast(model, session, batches, state)
 
         fetches = [model.train_op, model.loss, model.learning_rate, model.grad_norm, model.final_state]
-        for step in run.steps():  # to num_steps; Ctrl-C (or a time budget) ends the loop, and the run saves
+        for step in run.steps():  # to num_steps; Ctrl-C, a time budget or --patience end it sooner
             megabatch = batches.next()  # num_unrollings + 1 one-hot arrays [batch_size, 27]
             feed_dict = {model.initial_state: state}
             for i in range(hp["num_unrollings"]):
