@@ -333,12 +333,14 @@ def draw_curves(by_config, path, name):
         by_step.plot(steps, mean, color=f"C{i}", marker=".", label=f"{config} ({len(curves)} seeds)")
         by_step.fill_between(steps, [min(v) for v in zip(*values)], [max(v) for v in zip(*values)],
                              color=f"C{i}", alpha=0.2)
-        for k, (s, curve) in enumerate(zip(scalars, curves)):
+        labelled = False
+        for s, curve in zip(scalars, curves):
             seconds = dict(zip(*s.get("valid/train_seconds", ([], []))))
             points = [(seconds[step] / 60, v) for step, v in zip(*curve) if step in seconds]
-            if points:
+            if points:  # runs made before the training time was logged have none
                 by_time.plot(*zip(*points), color=f"C{i}", marker=".", linewidth=1,
-                             label=f"{config}" if k == 0 else None)
+                             label=None if labelled else config)
+                labelled = True
     by_step.set_xlabel("step")
     by_time.set_xlabel("training time (minutes)")
     for ax in (by_step, by_time):
