@@ -115,8 +115,6 @@ class StopFlag:
             signal.signal(s, handler)
 
 
-
-
 def save(sess, model, out, config, state, batches, step, seconds, valid_bpc=None):
     """Saves the latest checkpoint (the run keeps hp["keep"]), and in best/ when validation improved; returns
     the new config."""
