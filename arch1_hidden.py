@@ -35,6 +35,8 @@ HPARAMS = dict(
     clip_norm=(1.25, "gradients are rescaled so that their global norm is at most this"),
     init=("default", "initial weights: default (mean 0, variance 1/fan-in) or notebook (the notebooks' "
                      "truncated_normal(shape, -0.1, 0.1): docs/differences.md)"),
+    recurrent_init=("default", "W alone: default (as --init), orthogonal or identity (not the post's: "
+                               "docs/differences.md)"),
     num_steps=(100_001, "training steps (the notebook ran 800,001: docs/usage.md)"),
 )
 
@@ -53,7 +55,7 @@ def build_graph(hp):
 
         # Weights, named after the equations (graphs.weight says how they are initialised).
         U = graphs.weight([alphabet_size, n], "U", hp["init"])  # [27, n]: input character -> hidden
-        W = graphs.weight([hidden_size, n], "W", hp["init"])  # [hidden_size, n]: previous hidden state -> hidden
+        W = graphs.recurrent_weight([hidden_size, n], hp["init"], hp["recurrent_init"])  # [hidden_size, n]: h_{t-1} -> hidden
         b = tf.Variable(tf.zeros([hidden_size]), name="b")  # [hidden_size]
         V = graphs.weight([hidden_size, alphabet_size], "V", hp["init"])  # [hidden_size, 27]: hidden -> scores
         c = tf.Variable(tf.zeros([alphabet_size]), name="c")  # [27]

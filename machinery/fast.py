@@ -40,7 +40,7 @@ def _weights(hp, hidden_size, recurrent_rows):
     """U, W, b, V, c exactly as the post's graphs make them (same names, shapes and initial values)."""
     n, init = hp["num_nodes"], hp["init"]
     U = graphs.weight([alphabet_size, n], "U", init)
-    W = graphs.weight([recurrent_rows, n], "W", init)
+    W = graphs.recurrent_weight([recurrent_rows, n], init, hp.get("recurrent_init", "default"))  # Arch 2 has none
     b = tf.Variable(tf.zeros([hidden_size]), name="b")
     V = graphs.weight([hidden_size, alphabet_size], "V", init)
     c = tf.Variable(tf.zeros([alphabet_size]), name="c")

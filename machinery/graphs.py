@@ -14,6 +14,7 @@ COMBINES = {"concat": lambda xU, hW: tf.concat([xU, hW], axis=1), "add": tf.add,
 OPTIMIZERS = {"sgd": tf.train.GradientDescentOptimizer, "adadelta": tf.train.AdadeltaOptimizer,
               "adam": tf.train.AdamOptimizer}
 INITS = ("default", "notebook")
+RECURRENT_INITS = ("default", "orthogonal", "identity")  # Arch 1's W only; ours, not the post's
 EVAL_STREAMS = 128  # parallel streams of the evaluation branch
 EVAL_UNROLLINGS = 100  # time steps per evaluation run
 
@@ -29,6 +30,20 @@ def weight(shape, name, init="default"):
     mean, stddev = (0.0, 1.0 / math.sqrt(shape[0])) if init == "default" else (-0.1, 0.1)
     return tf.Variable(tf.truncated_normal(shape, mean=mean, stddev=stddev, seed=zlib.crc32(name.encode())),
                        name=name)
+
+
+def recurrent_weight(shape, init="default", recurrent_init="default"):
+    """W, Arch 1's recurrent weights [hidden_size, n]. default: as weight() makes every matrix (init).
+    orthogonal: a random orthogonal matrix (Saxe et al., 2014; orthonormal columns when concat makes W 2n x n).
+    identity: the identity (Le et al., 2015, with relu: the IRNN; its top n x n block when W is 2n x n). Neither
+    is the post's: docs/differences.md."""
+    if recurrent_init == "default":
+        return weight(shape, "W", init)
+    if recurrent_init == "orthogonal":
+        initial = tf.orthogonal_initializer(seed=zlib.crc32(b"W"))(shape)
+    else:
+        initial = tf.eye(*shape)
+    return tf.Variable(initial, name="W")
 
 
 class Model:

@@ -189,7 +189,7 @@ def check_hparams(config, folder, hparams):
     later versions added take their defaults. UserError naming the first bad one."""
     try:
         config["hparams"] = settings.check_settings(
-            {**settings.defaults({}), **settings.INTRODUCED_LATER, **config["hparams"]}, hparams)
+            {**settings.defaults({}), **settings.introduced_later(hparams), **config["hparams"]}, hparams)
     except UserError as e:
         raise UserError(f"{Path(folder) / CONFIG} is damaged: {e}; restore it, or train again with another --out") \
             from None

@@ -24,9 +24,10 @@ LOOP_OPTIONS = dict(  # options of the run rather than the model; none of them c
     patience=(0, "early stopping: the run ends when this many validations in a row have not beaten the best "
                  "(its checkpoint is in best/); 0: never"),
 )
-INTRODUCED_LATER = {"init": "default", "patience": 0}  # settings older run folders lack, and the value they trained with
+INTRODUCED_LATER = {"init": "default", "patience": 0, "recurrent_init": "default"}  # settings older run folders lack, and the value they trained with
 CHOICES = {"activation": tuple(graphs.ACTIVATIONS), "combine": tuple(graphs.COMBINES),
-           "optimizer": tuple(graphs.OPTIMIZERS), "graph": ("post", "fast"), "init": graphs.INITS}
+           "optimizer": tuple(graphs.OPTIMIZERS), "graph": ("post", "fast"), "init": graphs.INITS,
+           "recurrent_init": graphs.RECURRENT_INITS}
 # The range of every number, wide enough for any sensible run and narrow enough that the graph can be built
 # and float32 holds the value: (low, high), or (None, high) for "above 0".
 RANGES = {
@@ -35,6 +36,11 @@ RANGES = {
     "valid_chars": (2, 10 ** 10), "keep": (1, 1000), "seed": (0, 2 ** 31 - 1), "threads": (0, 1024),
     "learning_rate": (1e-8, 1e4), "decay_rate": (1e-6, 1.0), "clip_norm": (1e-6, 1e6), "time_budget": (0, 1e6), "patience": (0, 10 ** 6),
 }
+
+
+def introduced_later(hparams):
+    """The INTRODUCED_LATER settings an architecture (hparams) or the loop takes."""
+    return {name: value for name, value in INTRODUCED_LATER.items() if name in hparams or name in LOOP_OPTIONS}
 
 
 def cores():

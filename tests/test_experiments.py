@@ -17,7 +17,7 @@ import arch2_output
 import data
 import evaluate
 import experiments
-from machinery import ngram, sessions
+from machinery import ngram, sessions, settings
 from helpers import TINY, hparams, session, variables, write_corpus
 
 pytestmark = pytest.mark.slow  # whole trainings, subprocesses and signals (-m "not slow" leaves them out)
@@ -230,6 +230,35 @@ def test_the_notebooks_initialisation(module):
             assert np.abs(value + 0.1).max() <= 0.2 + 1e-6  # truncated at two standard deviations
     default = module.build_graph(hparams(module, num_nodes=64))
     assert abs(session(default).run(variables(default)["U"]).mean()) < 0.05
+
+
+@pytest.mark.parametrize("combine", ["add", "concat"])
+def test_the_recurrent_initialisations(combine):
+    n = 8
+    rows = 2 * n if combine == "concat" else n
+    drawn = {}
+    for recurrent_init in ("default", "orthogonal", "identity"):
+        for graph in ("post", "fast"):
+            model = arch1_hidden.GRAPHS[graph](hparams(arch1_hidden, num_nodes=n, combine=combine, seed=3,
+                                                       recurrent_init=recurrent_init))
+            drawn[recurrent_init, graph] = session(model).run({k: v for k, v in variables(model).items() if k in "UWV"})
+        post, fast = drawn[recurrent_init, "post"], drawn[recurrent_init, "fast"]
+        for name in "UWV":  # both graphs draw the same weights, and U and V as the default draws them
+            np.testing.assert_array_equal(fast[name], post[name], err_msg=name)
+            if name != "W":
+                np.testing.assert_array_equal(post[name], drawn["default", "post"][name], err_msg=name)
+        assert post["W"].shape == (rows, n)
+    orthogonal, identity = drawn["orthogonal", "post"]["W"], drawn["identity", "post"]["W"]
+    np.testing.assert_allclose(orthogonal.T @ orthogonal, np.eye(n), atol=1e-5)  # orthonormal columns
+    assert np.abs(orthogonal - np.eye(rows, n)).max() > 0.05  # a random one, not the identity
+    np.testing.assert_array_equal(identity, np.eye(rows, n))
+    assert not np.allclose(drawn["default", "post"]["W"].T @ drawn["default", "post"]["W"], np.eye(n), atol=0.1)
+
+
+def test_arch2_has_no_recurrent_init(capsys):
+    with pytest.raises(SystemExit):
+        settings.build_parser(arch2_output.ARCHITECTURE, arch2_output.HPARAMS).parse_args(["--recurrent-init", "identity"])
+    assert "unrecognized arguments: --recurrent-init identity" in capsys.readouterr().err
 
 
 def test_results_score_the_best_checkpoint_as_well_as_the_last(corpus, tmp_path, monkeypatch):

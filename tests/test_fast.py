@@ -85,6 +85,8 @@ TRAINING_CASES = [
     (arch1_hidden, dict(combine="concat", activation="relu", optimizer="adadelta")),
     (arch1_hidden, dict(combine="add", activation="tanh", optimizer="adam", learning_rate=0.01)),
     (arch1_hidden, dict(combine="multiply", activation="tanh", optimizer="sgd", learning_rate=0.5)),
+    (arch1_hidden, dict(combine="concat", recurrent_init="orthogonal", optimizer="adam", learning_rate=0.01)),
+    (arch1_hidden, dict(combine="add", recurrent_init="identity", optimizer="adam", learning_rate=0.01)),
     (arch2_output, dict(teacher_forcing=True)),
     (arch2_output, dict(teacher_forcing=False, optimizer="adam", learning_rate=0.01)),
 ]
@@ -92,6 +94,7 @@ TRAINING_CASES = [
 
 @pytest.mark.parametrize("module, case", TRAINING_CASES,
                          ids=[f"{m.ARCHITECTURE}-{c.get('combine', c.get('teacher_forcing'))}"
+                              f"{'-' + c['recurrent_init'] if 'recurrent_init' in c else ''}"
                               for m, c in TRAINING_CASES])
 @pytest.mark.slow
 def test_twenty_steps_from_the_same_seed_reach_the_same_weights(module, case):

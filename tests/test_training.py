@@ -154,7 +154,8 @@ def test_every_option_reaches_the_run(corpus, tmp_path, capsys):
                "--combine": "add", "--optimizer": "adam", "--learning-rate": 0.02, "--decay-steps": 5,
                "--decay-rate": 0.5, "--clip-norm": 2.0, "--num-steps": 12, "--summary-frequency": 4,
                "--eval-frequency": 3, "--valid-chars": 300, "--keep": 2, "--seed": 7, "--threads": 1,
-               "--graph": "post", "--init": "notebook", "--time-budget": 60.0, "--patience": 5}
+               "--graph": "post", "--init": "notebook", "--time-budget": 60.0, "--patience": 5,
+               "--recurrent-init": "orthogonal"}
     argv = ["--data", corpus, "--out", out, "--no-staircase"] + [str(x) for kv in options.items() for x in kv]
     assert run(argv) == 0
     printed = capsys.readouterr().out
