@@ -87,10 +87,10 @@ class ExperimentError(data.UserError):
     """A run failed or a folder does not fit the plan; the message says what to do, in one line."""
 
 
-def plan(name, seeds, out, data_path, num_steps, time_budget, graph="fast"):
+def plan(name, seeds, out, data_path, num_steps, time_budget, graph="fast", threads=0):
     """[(config, seed, folder, command)] of a set: every configuration with every seed, trained with graph
     ("fast" by default: the same model as the post's graph, proven equal by the tests, about 1.5 times
-    quicker)."""
+    quicker) and threads CPU threads (0: the runs' default, every core)."""
     budget = (["--num-steps", str(num_steps), "--eval-frequency", str(max(1, num_steps // 10))]  # 10 validations
               if SETS[name]["budget"] == "num_steps" else ["--time-budget", str(time_budget)])
     runs = []
@@ -98,6 +98,8 @@ def plan(name, seeds, out, data_path, num_steps, time_budget, graph="fast"):
         for seed in range(1, seeds + 1):
             folder = Path(out) / name / f"{config}-seed{seed}"
             command = [f"{script}.py", *options, *budget, "--graph", graph, "--seed", str(seed), "--out", str(folder)]
+            if threads:
+                command += ["--threads", str(threads)]
             if data_path is not None:
                 command += ["--data", str(data_path)]
             runs.append((config, seed, folder, command))
@@ -375,6 +377,10 @@ def build_parser():
     parser.add_argument("--graph", choices=("post", "fast"), default="fast",
                         help="the graph every run trains with (default fast: the post's model, proven equal by the "
                              "tests, about 1.5 times quicker)")
+    parser.add_argument("--threads", type=number(int, low=0, high=1024), default=0, metavar="N",
+                        help="CPU threads of every run (default 0: every core). On a time budget a run's steps "
+                             "depend on it: --threads 1 gives each run one core, the same whether the runs go one "
+                             "at a time or two side by side")
     parser.add_argument("--list", action="store_true", help="print the plan and what is done, run nothing")
     return parser
 
@@ -386,7 +392,8 @@ def main(argv=None):
 
 def _main(argv):
     args = build_parser().parse_args(argv)
-    runs = plan(args.set, args.seeds, args.out, args.data, args.num_steps, args.time_budget, args.graph)
+    runs = plan(args.set, args.seeds, args.out, args.data, args.num_steps, args.time_budget, args.graph,
+                args.threads)
     if args.list:
         for i, (config, seed, folder, planned) in enumerate(runs, start=1):
             print(f"[{i}/{len(runs)}] {status(folder):7} python {' '.join(planned)}")
@@ -396,7 +403,7 @@ def _main(argv):
     command_line = f"python experiments.py {args.set}" + (f" --data {args.data}" if args.data else "") + \
         f" --seeds {args.seeds} " + (f"--num-steps {args.num_steps}" if SETS[args.set]["budget"] == "num_steps"
                                      else f"--time-budget {args.time_budget:g}") + \
-        (" --graph post" if args.graph == "post" else "")
+        (" --graph post" if args.graph == "post" else "") + (f" --threads {args.threads}" if args.threads else "")
     try:
         if args.data is not None:
             data.load_text(args.data, log=lambda s: None)  # a bad --data is said once, before any run

@@ -106,12 +106,14 @@ def test_a_set_on_a_time_budget(corpus, tmp_path, capsys, monkeypatch):
     monkeypatch.setitem(experiments.SETS, "budget", {**TINY_SET, "budget": "time_budget", "configs": configs})
     out = tmp_path / "experiments"
     assert experiments.main(["budget", "--data", str(corpus), "--seeds", "1", "--time-budget", "0.02",
-                             "--out", str(out)]) == 0
+                             "--out", str(out), "--threads", "1"]) == 0
     for name in ("concat", "add"):
         results = json.loads((out / "budget" / f"{name}-seed1" / "results.json").read_text())
         assert results["stopped_by_time_budget"] and results["time_budget"] == 0.02
+        assert json.loads((out / "budget" / f"{name}-seed1" / "config.json").read_text())["hparams"]["threads"] == 1
     printed = capsys.readouterr().out
     assert "one seed: no verdict" in printed
+    assert "`python experiments.py budget --data " in printed and "--time-budget 0.02 --threads 1`" in printed
     assert "[1/2] concat, seed 1: training (to do), about 1 min left" in printed  # 2 x 1.2 s of budget, rounded up
 
 
@@ -158,6 +160,10 @@ def test_sets_train_the_fast_graph_unless_told_otherwise(capsys):
     assert all("--graph fast" in line for line in default if line.startswith("["))
     assert all("--graph post" in line for line in post if line.startswith("["))
     assert len([line for line in post if line.startswith("[")]) == len(experiments.SETS["claims"]["configs"])
+    assert not any("--threads" in line for line in default + post)  # the runs' own default: every core
+    assert experiments.main(["recipe", "--seeds", "1", "--list", "--out", "nowhere", "--threads", "1"]) == 0
+    planned = [line for line in capsys.readouterr().out.splitlines() if line.startswith("[")]
+    assert len(planned) == 2 and all(line.endswith(" --threads 1") for line in planned)
 
 
 @pytest.fixture(scope="module")
