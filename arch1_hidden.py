@@ -53,7 +53,7 @@ def build_graph(hp):
         hidden_size = 2 * n if hp["combine"] == "concat" else n  # concat puts x_t U and h_{t-1} W side by side
         act, combine = graphs.ACTIVATIONS[hp["activation"]], graphs.COMBINES[hp["combine"]]
 
-        # Weights, named after the equations (graphs.weight says how they are initialised).
+        # Weights, named after the equations (graphs.weight and recurrent_weight say how they are initialised).
         U = graphs.weight([alphabet_size, n], "U", hp["init"])  # [27, n]: input character -> hidden
         W = graphs.recurrent_weight([hidden_size, n], hp["init"], hp["recurrent_init"])  # [hidden_size, n]: h_{t-1} -> hidden
         b = tf.Variable(tf.zeros([hidden_size]), name="b")  # [hidden_size]
