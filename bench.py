@@ -2,13 +2,13 @@
 
     python bench.py [--json PATH] [--memory] [--quick]
 
-Training is measured on the real loop: the script's train() runs on a synthetic corpus, and every step's
+Training is measured on the real loop: the script's session_loop() runs on a synthetic corpus, and every step's
 end (its call of Run.record) is timed from outside. The run is cut into periods of equal step counts, each
 about a second long; the figure is the median over the periods after the first (TF's warm-up). No validation
 falls inside the timed steps. Both graphs (--graph post and fast) are measured for each architecture's
-defaults, beside a baseline: the post's graph run the notebooks' way (the Udacity batch generator's
-per-character Python loops, float one-hot feeds, TensorFlow's default Session), written from the
-description of the author's notebooks. Each configuration runs in its own process.
+defaults, beside a baseline: the post's graph run the post's own way (getWindowBatch and the mega batches
+built one character at a time in Python loops, as its listing does, float one-hot feeds, TensorFlow's default
+Session), written from the description of the author's code. Each configuration runs in its own process.
 """
 import argparse
 import contextlib
@@ -26,6 +26,7 @@ import numpy as np
 import arch1_hidden
 import arch2_output
 import data
+from batches import Batch
 from machinery import command, sessions, settings, training
 from machinery.tf1 import tf
 
@@ -40,15 +41,15 @@ WORDS = ("the of and to in a is that for it as was with be by on not he this are
 
 ADD_TANH = ["--combine", "add", "--activation", "tanh", "--optimizer", "sgd", "--batch-size", "64",
             "--num-unrollings", "10"]
-# (name, script, options): the configurations docs/performance.md reports; "notebook" is the baseline
+# (name, script, options): the configurations docs/performance.md reports; "listing" is the baseline
 DEFAULT1, DEFAULT2 = "arch1 default (32x40, 100 nodes, concat relu, adadelta)", "arch2 default (64x20, 50 nodes, concat tanh, sgd)"
 CONFIGS = [
-    (f"{DEFAULT1}, the notebooks' way", arch1_hidden, "notebook"),
+    (f"{DEFAULT1}, the post's way", arch1_hidden, "listing"),
     (f"{DEFAULT1}, post graph", arch1_hidden, ["--graph", "post"]),
     (f"{DEFAULT1}, fast graph", arch1_hidden, ["--graph", "fast"]),
     *[(f"arch1 add tanh sgd, 64x10, {n} nodes, fast graph", arch1_hidden, ADD_TANH + ["--num-nodes", str(n), "--graph", "fast"])
       for n in (64, 256, 1024)],
-    (f"{DEFAULT2}, the notebooks' way", arch2_output, "notebook"),
+    (f"{DEFAULT2}, the post's way", arch2_output, "listing"),
     (f"{DEFAULT2}, post graph", arch2_output, ["--graph", "post"]),
     (f"{DEFAULT2}, fast graph", arch2_output, ["--graph", "fast"]),
 ]
@@ -101,43 +102,46 @@ def bench_training(corpus, out, module, argv, periods, period_seconds):
 
 
 def train(module, argv):
-    """The script's train() of a configuration, quietly."""
+    """The script's session_loop() of a configuration, quietly."""
     with contextlib.redirect_stdout(io.StringIO()):
-        module.train(argv)
+        module.session_loop(argv)
 
 
-class NotebookBatches:
-    """The Udacity notebook's batch generator, as the author's notebooks used it: one Python loop over the
-    batch per character, float one-hot rows (6_lstm.ipynb's _next_batch)."""
-
-    def __init__(self, text, batch_size, num_unrollings):
-        self._text, self._batch_size, self._num_unrollings = text, batch_size, num_unrollings
-        segment = len(text) // batch_size
-        self._cursor = [offset * segment for offset in range(batch_size)]
-        self._last_batch = self._next_batch()
-
-    def _next_batch(self):
-        batch = np.zeros(shape=(self._batch_size, data.alphabet_size), dtype=np.float32)
-        for b in range(self._batch_size):
-            batch[b, data.char2id(self._text[self._cursor[b]])] = 1.0
-            self._cursor[b] = (self._cursor[b] + 1) % len(self._text)
-        return batch
-
-    def next(self):
-        batches = [self._last_batch]
-        for step in range(self._num_unrollings):
-            batches.append(self._next_batch())
-        self._last_batch = batches[-1]
-        return batches
+def listing_window(b, num_unrollings):
+    """getWindowBatch as the post's listing writes it: a Python loop over the unrollings and the cursors, one
+    character at a time (the same inputs and labels as batches.getWindowBatch)."""
+    batch_x, batch_y = [], []
+    for i in range(num_unrollings):
+        batch_x.append([b.text[(cursor + i) % len(b.text)] for cursor in b.cursors])
+        batch_y.append([b.text[(cursor + i + 1) % len(b.text)] for cursor in b.cursors])
+    b.cursors = [(cursor + num_unrollings) % len(b.text) for cursor in b.cursors]
+    return batch_x, batch_y
 
 
-def bench_notebook_way(corpus, module, periods, period_seconds):
-    """chars/s of the script's post graph run the notebooks' way: NotebookBatches, the feed dict of float
-    arrays built by iterating the lists, tf.Session() with TensorFlow's default settings."""
+def char2vec(char_id):
+    """The listing's char2vec: one character's one-hot vector."""
+    vector = np.zeros(data.alphabet_size, dtype=np.float32)
+    vector[char_id] = 1.0
+    return vector
+
+
+def listing_mega_batch(batch):
+    """A mega batch built as the post's listing builds it, "by indexing through the unrollings and batch
+    size": num_unrollings arrays [batch_size, 27], one char2vec per character."""
+    mega_batch = []
+    for row in batch:
+        mega_batch.append(np.array([char2vec(char_id) for char_id in row]))
+    return mega_batch
+
+
+def bench_listing_way(corpus, module, periods, period_seconds):
+    """chars/s of the script's post graph run the post's own way: Batch with getWindowBatch and the mega
+    batches built one character at a time (listing_window, listing_mega_batch), the feed dict built by iterating
+    the lists, tf.Session() with TensorFlow's default settings."""
     hp = {**settings.defaults(module.HPARAMS), "graph": "post"}
+    num_unrollings = hp["num_unrollings"]
     model = module.build_graph(hp)
-    text = corpus.read_text()
-    batches = NotebookBatches(text, hp["batch_size"], hp["num_unrollings"])
+    batch = Batch(data.text_to_ids(corpus.read_text()), hp["batch_size"])
     fetches = [model.train_op, model.loss, model.learning_rate, model.grad_norm, model.final_state]
     with tf.Session(graph=model.graph) as session:
         session.run(model.init)
@@ -147,18 +151,19 @@ def bench_notebook_way(corpus, module, periods, period_seconds):
         def steps(count):
             nonlocal state
             for _ in range(count):
-                megabatch = batches.next()
+                batch_x, batch_y = listing_window(batch, num_unrollings)
+                mega_batch_x, mega_batch_y = listing_mega_batch(batch_x), listing_mega_batch(batch_y)
                 feed_dict = {model.initial_state: state}
-                for i in range(hp["num_unrollings"]):
-                    feed_dict[model.train_inputs[i]] = megabatch[i]
-                    feed_dict[model.train_labels[i]] = megabatch[i + 1]
+                for i in range(num_unrollings):
+                    feed_dict[model.train[i]] = mega_batch_x[i]
+                    feed_dict[model.labels[i]] = mega_batch_y[i]
                 _, loss, learning_rate, grad_norm, state = session.run(fetches, feed_dict=feed_dict)
                 ends.append(time.perf_counter())
         steps(30)
         period = max(10, round(period_seconds / float(np.median(np.diff(ends[10:])))))
         ends.clear()
         steps((periods + 1) * period)
-    return {"chars_per_second": median_speed(ends, period, hp["batch_size"] * hp["num_unrollings"]),
+    return {"chars_per_second": median_speed(ends, period, hp["batch_size"] * num_unrollings),
             "steps": len(ends)}
 
 
@@ -173,13 +178,12 @@ def bench_eval_and_sampling(split_chars, sample_chars):
     t0 = time.perf_counter()
     evaluator(ids)
     eval_seconds = time.perf_counter() - t0
-    sampler = sessions.Sampler(sess, model)
     rng = np.random.default_rng(0)
-    sampler.generate(200, rng)
+    arch1_hidden.sample(sess, model, 200, rng)
     times = []
     for _ in range(3):
         t0 = time.perf_counter()
-        sampler.generate(sample_chars, rng)
+        arch1_hidden.sample(sess, model, sample_chars, rng)
         times.append(time.perf_counter() - t0)
     sess.close()
     return split_chars / eval_seconds, eval_seconds, sample_chars / float(np.median(times))
@@ -214,8 +218,8 @@ def one(which, quick):
     with tempfile.TemporaryDirectory() as tmp:
         corpus = Path(tmp) / "corpus.txt"
         corpus.write_text(synthetic_text(2_000_000))
-        if options == "notebook":
-            return bench_notebook_way(corpus, module, periods, period_seconds)
+        if options == "listing":
+            return bench_listing_way(corpus, module, periods, period_seconds)
         return bench_training(corpus, Path(tmp), module, options, periods, period_seconds)
 
 

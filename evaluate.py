@@ -50,7 +50,7 @@ def evaluate(folder, path, teacher_forced=False, log=print):
     """{checkpoint, architecture, step, data, chars, bpc, perplexity, teacher_forced} of the text at path."""
     ids = data.text_to_ids(data.load_text(path, log=log))  # at least two different characters
     config, model, sess = runs.load_run(folder)
-    if teacher_forced and True not in model.eval_fetches:
+    if teacher_forced and model.evaluation.forced is None:
         raise data.UserError(f"--teacher-forced is for Arch 2; {folder} holds a run of {config['architecture']}")
     nats = sessions.Evaluator(sess, model)(ids, teacher_forced=teacher_forced)
     sess.close()

@@ -11,7 +11,6 @@ import data
 from machinery import command, runs, sessions, settings
 
 
-
 def build_parser():
     number = settings.checked_number
     parser = settings.OneLineParser(
@@ -48,6 +47,40 @@ def clean_prime(prime, log):
     return cleaned
 
 
+def softmax(logits, temperature):
+    """The distribution of the next character at a temperature: softmax(logits / temperature), in float64 and
+    shifted by the largest logit first, so that no temperature overflows it."""
+    scaled = (np.asarray(logits, np.float64).ravel() - np.max(logits)) / temperature
+    probs = np.exp(scaled)
+    return probs / probs.sum()
+
+
+def generate(session, model, length, rng, prime="", temperature=1.0, argmax=False):
+    """Yields length characters drawn from the model's sampling branch (val_input, val_state, val_logits), one at
+    a time, after feeding it prime (the prime is not part of the result).
+
+    This is the scripts' sample() with what a user may ask for added: a prime that sets the state, a
+    temperature, greedy decoding. Without a prime the first character is drawn from a random distribution over
+    the alphabet, as the post does, and counts towards length. The state starts from zeros, as in training.
+    """
+    step = sessions.make_callable(session, [model.val_logits, model.val_state_after],
+                                  [model.val_input, model.val_state])
+    state = np.zeros([1, model.state_size], np.float32)
+    logits = None
+    for char in prime:
+        logits, state = step(data.vec2mat(data.one_hot(data.char2id(char))), state)
+    for i in range(length):
+        if logits is None:  # no prime: the post's first character, from a random distribution
+            char_id = data.sample_distribution(data.random_distribution(rng), rng)
+        elif argmax:
+            char_id = int(np.argmax(logits))
+        else:
+            char_id = data.sample_distribution(softmax(logits, temperature), rng)
+        yield data.id2char(char_id)
+        if i < length - 1:
+            logits, state = step(data.vec2mat(data.one_hot(char_id)), state)
+
+
 def main(argv=None):
     """Prints samples from a run folder from the command line; returns the exit status."""
     return command.run_command("sample.py", _main, argv)
@@ -60,12 +93,11 @@ def _main(argv):
     config, model, sess = runs.load_run(args.checkpoint)
     log(f"sample.py: {config['architecture']} at step {config['step']:,} from {args.checkpoint}")
     rng = np.random.default_rng(args.seed)
-    sampler = sessions.Sampler(sess, model)
     for _ in range(args.num_samples):
         made = []
         try:
-            for char in sampler.characters(args.length, rng, prime=prime, temperature=args.temperature,
-                                           argmax=args.argmax):
+            for char in generate(sess, model, args.length, rng, prime=prime, temperature=args.temperature,
+                                 argmax=args.argmax):
                 made.append(char)
         except KeyboardInterrupt as e:  # Ctrl-C or SIGTERM: print what was made, then stop
             print(prime + "".join(made), flush=True)

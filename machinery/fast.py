@@ -6,9 +6,10 @@ the other, and offers the same Model (graphs.Model) to the training loop, evalua
 gradients.py. tests/test_fast.py proves that both compute the same loss and gradients, train to the same
 weights and sample the same text. The techniques, each with the reason it is the same maths:
 
-1. One fed array of ids. Every fed tensor costs Session.run ~19 us, so the post's 2 x num_unrollings
-   one-hot placeholders cost ~1.5 ms a step; the mega-batch travels instead as [num_unrollings + 1, batch]
-   uint8 ids, one-hot encoded in the graph (tf.one_hot gives exactly the arrays the post feeds).
+1. Two fed arrays of ids. Every fed tensor costs Session.run ~19 us, so the post's 2 x num_unrollings
+   one-hot placeholders cost ~1.5 ms a step; the window of getWindowBatch travels instead as its two
+   [num_unrollings, batch] uint8 arrays, one-hot encoded in the graph (tf.one_hot gives exactly the arrays
+   the post feeds), through one Session callable (session_loop).
 2. Matmuls hoisted out of the time loop: x_t U does not depend on the past, so it is one matmul for all
    steps, and so is the output projection h_t V + c once every h_t is known.
 3. Arch 1, concat: the two halves and the 27-row tables (arch1_graph).
@@ -16,7 +17,8 @@ weights and sample the same text. The techniques, each with the reason it is the
    fewer ops, with the batch split into independent chains, one per core.
 5. Arch 2 under teacher forcing: every p_{t-1} is known in advance, so all steps are computed at once.
 """
-from machinery import graphs, settings
+from batches import getWindowBatch
+from machinery import graphs, sessions, settings
 from machinery.tf1 import tf
 
 alphabet_size = graphs.alphabet_size
@@ -47,12 +49,13 @@ def _weights(hp, hidden_size, recurrent_rows):
     return U, W, b, V, c
 
 
-def _megabatch(hp):
-    """(megabatch_ids placeholder [num_unrollings + 1, batch_size], inputs, labels): the mega-batch fed as
-    ids and one-hot encoded in the graph into the post's lists of inputs and labels (technique 1)."""
-    megabatch_ids = tf.placeholder(tf.uint8, [hp["num_unrollings"] + 1, hp["batch_size"]], name="megabatch_ids")
-    arrays = tf.unstack(tf.one_hot(megabatch_ids, alphabet_size))  # num_unrollings + 1 arrays [batch, 27]
-    return megabatch_ids, arrays[:-1], arrays[1:]
+def _window(hp):
+    """(batch_x, batch_y, train, labels): the window of getWindowBatch fed as two arrays of ids [num_unrollings,
+    batch_size] and one-hot encoded in the graph into the post's lists train and labels (technique 1)."""
+    shape = [hp["num_unrollings"], hp["batch_size"]]
+    batch_x = tf.placeholder(tf.uint8, shape, name="batch_x")
+    batch_y = tf.placeholder(tf.uint8, shape, name="batch_y")
+    return batch_x, batch_y, tf.unstack(tf.one_hot(batch_x, alphabet_size)), tf.unstack(tf.one_hot(batch_y, alphabet_size))
 
 
 def _loss(logits, labels):
@@ -185,15 +188,17 @@ def arch1_graph(hp):
             logits = tf.matmul(hs, V) + c  # one output projection for all steps
             return logits, hs[-batch:]
 
-        megabatch_ids, inputs, labels = _megabatch(hp)
+        batch_x, batch_y, train, labels = _window(hp)
         initial_state = tf.placeholder(tf.float32, [hp["batch_size"], hidden_size], name="initial_state")
-        logits, final_state = unroll(inputs, initial_state)
+        logits, final_state = unroll(train, initial_state)
         loss = _loss(logits, labels)
         train_op, learning_rate, grad_norm = optimize(loss, hp)
+        val_input, val_state, val_state_after, val_logits, val_probs = graphs.sampling_branch(unroll, hidden_size)
         return graphs.Model(graph=graph, hp=hp, unroll=unroll, state_size=hidden_size, state_name="saved_h",
-                            initial_state=initial_state, final_state=final_state, logits=logits, loss=loss,
-                            train_op=train_op, learning_rate=learning_rate, grad_norm=grad_norm,
-                            megabatch_ids=megabatch_ids)
+                            batch_x=batch_x, batch_y=batch_y, initial_state=initial_state, final_state=final_state,
+                            logits=logits, loss=loss, train_op=train_op, learning_rate=learning_rate,
+                            grad_norm=grad_norm, val_input=val_input, val_state=val_state,
+                            val_state_after=val_state_after, val_logits=val_logits, val_probs=val_probs)
 
 
 def arch2_graph(hp):
@@ -221,12 +226,35 @@ def arch2_graph(hp):
                 p = tf.nn.softmax(logits[-1])  # the model's own distribution, softmax applied once
             return tf.concat(logits, axis=0), p
 
-        megabatch_ids, inputs, labels = _megabatch(hp)
-        initial_output = tf.placeholder(tf.float32, [hp["batch_size"], alphabet_size], name="initial_state")
-        logits, final_output = unroll(inputs, initial_output, targets=labels if hp["teacher_forcing"] else None)
+        batch_x, batch_y, train, labels = _window(hp)
+        output_feed = tf.placeholder(tf.float32, [hp["batch_size"], alphabet_size], name="output_feed")
+        logits, final_output = unroll(train, output_feed, targets=labels if hp["teacher_forcing"] else None)
         loss = _loss(logits, labels)
         train_op, learning_rate, grad_norm = optimize(loss, hp)
+        val_input, val_state, val_state_after, val_logits, val_probs = graphs.sampling_branch(unroll, alphabet_size)
         return graphs.Model(graph=graph, hp=hp, unroll=unroll, state_size=alphabet_size, state_name="saved_p",
-                            initial_state=initial_output, final_state=final_output, logits=logits, loss=loss,
-                            train_op=train_op, learning_rate=learning_rate, grad_norm=grad_norm,
-                            megabatch_ids=megabatch_ids, teacher_forced_eval=True)
+                            batch_x=batch_x, batch_y=batch_y, initial_state=output_feed, final_state=final_output,
+                            logits=logits, loss=loss, train_op=train_op, learning_rate=learning_rate,
+                            grad_norm=grad_norm, val_input=val_input, val_state=val_state,
+                            val_state_after=val_state_after, val_logits=val_logits, val_probs=val_probs,
+                            teacher_forced_eval=True)
+
+
+def session_loop(run, model, session, batch, state, sample, rng):
+    """The scripts' Session loop for the fast graph: the same steps, validations, checkpoints and samples, each
+    window of getWindowBatch fed as ids through one Session callable; returns the run's results.
+
+    sample(session, model, length, rng) is the script's own sampling function."""
+    hp = run.hp
+    train_step = sessions.make_callable(
+        session, [model.train_op, model.loss, model.learning_rate, model.grad_norm, model.final_state],
+        [model.batch_x, model.batch_y, model.initial_state])
+    for step in run.steps():
+        batch_x, batch_y = getWindowBatch(batch, hp["num_unrollings"])
+        loss, learning_rate, grad_norm, state = train_step(batch_x, batch_y, state)
+        run.record(step, loss, learning_rate, grad_norm)
+        if step % hp["eval_frequency"] == 0:
+            run.validate(step, state)
+            for _ in range(3):
+                run.say("  sample: " + sample(session, model, 80, rng))
+    return run.finish(state)

@@ -1,7 +1,8 @@
 """Graph pieces both architectures share, in both graphs (the post's and fast.py's): the activations and
-combines, the weights' initialisation, and the Model that adds the evaluation and sampling branches to an
-architecture's training branch.
+combines, the weights' initialisation, the sampling branch of fast.py's graphs, and the Model that holds an
+architecture's branches and adds the evaluation branch.
 """
+import collections
 import math
 import zlib
 
@@ -46,24 +47,44 @@ def recurrent_weight(shape, init="default", recurrent_init="default"):
     return tf.Variable(initial, name="W")
 
 
+def sampling_branch(unroll, state_size):
+    """(val_input, val_state, val_state_after, val_logits, val_probs): the batch-1 branch the scripts' build_graph
+    write out with their cell, made here from an unroll (fast.py's graphs): one character in, the state
+    before and after it, the scores and the distribution of the next character."""
+    val_input = tf.placeholder(tf.float32, [1, alphabet_size], name="val_input")
+    val_state = tf.placeholder(tf.float32, [1, state_size], name="val_state")
+    val_logits, val_state_after = unroll([val_input], val_state)
+    return val_input, val_state, val_state_after, val_logits, tf.nn.softmax(val_logits)
+
+
+# The evaluation branch's fetches, each (summed nats, next state): feeding back the model's own outputs (free),
+# and for Arch 2 the true previous characters (forced; None for Arch 1).
+Evaluation = collections.namedtuple("Evaluation", "free forced")
+
+
 class Model:
-    """A built graph: an architecture's training branch plus evaluation and sampling branches.
+    """A built graph: an architecture's training and sampling branches, plus an evaluation branch added here.
 
     unroll(inputs, state) -> (logits [steps * batch, 27], last state) is the architecture's cell run over a
-    list of one-hot inputs [batch, 27]; the two extra branches call it with their own batch sizes, sharing
-    the weights. With teacher_forced_eval, unroll also takes targets=... (Arch 2) and evaluation can feed
-    them. The training branch is fed the state carried from the previous mega-batch (initial_state) and
-    gives the last one (final_state); the post's graph is fed lists of one-hot placeholders (train_inputs,
-    train_labels), fast.py's one array of ids (megabatch_ids).
+    list of one-hot inputs [batch, 27]; the evaluation branch calls it with its own batch size, sharing the
+    weights. With teacher_forced_eval, unroll also takes targets=... (Arch 2) and evaluation can feed them.
+
+    The training branch is fed the state carried from the previous mega-batch (initial_state) and gives the
+    last one (final_state); the post's graph is fed the lists of one-hot placeholders train and labels,
+    fast.py's the window as two arrays of ids (batch_x, batch_y). The sampling branch (batch 1) is fed one
+    character (val_input) and the state before it (val_state); it gives the state after it (val_state_after),
+    the scores of the next character (val_logits) and their softmax (val_probs).
     """
 
     def __init__(self, *, graph, hp, unroll, state_size, state_name, initial_state, final_state, logits, loss,
-                 train_op, learning_rate, grad_norm, train_inputs=None, train_labels=None, megabatch_ids=None,
-                 teacher_forced_eval=False):
+                 train_op, learning_rate, grad_norm, val_input, val_state, val_state_after, val_logits, val_probs,
+                 train=None, labels=None, batch_x=None, batch_y=None, teacher_forced_eval=False):
         self.graph, self.hp, self.unroll, self.state_size = graph, hp, unroll, state_size
         self.initial_state, self.final_state, self.logits, self.loss = initial_state, final_state, logits, loss
         self.train_op, self.learning_rate, self.grad_norm = train_op, learning_rate, grad_norm
-        self.train_inputs, self.train_labels, self.megabatch_ids = train_inputs, train_labels, megabatch_ids
+        self.train, self.labels, self.batch_x, self.batch_y = train, labels, batch_x, batch_y
+        self.val_input, self.val_state, self.val_state_after = val_input, val_state, val_state_after
+        self.val_logits, self.val_probs = val_logits, val_probs
         with graph.as_default():
             self.global_step = tf.train.get_global_step()
             # The carried state lives in the training loop; this variable holds it in the checkpoints, so
@@ -85,26 +106,11 @@ class Model:
                     labels=tf.reshape(self.eval_labels, [-1]), logits=logits)
                 return tf.reduce_sum(nats * tf.reshape(self.eval_weights, [-1])), next_state
 
-            self.eval_fetches = {False: evaluation()}
-            if teacher_forced_eval:  # Arch 2 can also be evaluated feeding the true previous characters
-                self.eval_fetches[True] = evaluation(
-                    targets=tf.unstack(tf.one_hot(self.eval_labels, alphabet_size), axis=0))
+            forced = (evaluation(targets=tf.unstack(tf.one_hot(self.eval_labels, alphabet_size), axis=0))
+                      if teacher_forced_eval else None)  # Arch 2: feeding the true previous characters
+            self.evaluation = Evaluation(evaluation(), forced)
 
-            # Sampling: batch 1, one character per run, with its own saved state and reset op.
-            self.sample_input = tf.placeholder(tf.float32, [1, alphabet_size], name="sample_input")
-            self.temperature = tf.placeholder(tf.float32, [], name="temperature")
-            saved_sample_state = tf.Variable(tf.zeros([1, state_size]), trainable=False, name="saved_sample_state")
-            self.reset_sample_state = saved_sample_state.assign(tf.zeros_like(saved_sample_state))
-            sample_logits, sample_state = unroll([self.sample_input], saved_sample_state)
-            with tf.control_dependencies([saved_sample_state.assign(sample_state)]):
-                self.sample_logits = tf.identity(sample_logits)
-                # shifted by the largest logit before the division, so that no temperature overflows it
-                shifted = sample_logits - tf.reduce_max(sample_logits, axis=1, keepdims=True)
-                self.sample_prediction = tf.nn.softmax(shifted / self.temperature)
-
-            # Checkpoints hold the weights, the optimizer's slots, the step and the carried state; the
-            # sampling state is scratch space.
-            self.saved_variables = [v for v in tf.global_variables() if v is not saved_sample_state]
+            # Checkpoints hold the weights, the optimizer's slots, the step and the carried state.
+            self.saved_variables = tf.global_variables()
             self.saver = tf.train.Saver(var_list=self.saved_variables, max_to_keep=None)
-            self.init_unsaved = saved_sample_state.initializer
             self.init = tf.global_variables_initializer()

@@ -323,7 +323,6 @@ def restore(sess, model, folder, config, check_step=False):
                 raise UserError(f"{prefix} does not fit the model {CONFIG} describes: {name} is {shapes[name]} "
                                 f"in the checkpoint, {shape} in the model")
         model.saver.restore(sess, str(prefix))
-        sess.run(model.init_unsaved)
         saved_step = int(sess.run(model.global_step))
         if check_step and saved_step != config["step"]:  # a hand-edited step would misplace the schedule and the budget
             raise UserError(f"{Path(folder) / CONFIG} says step {config['step']:,} but its checkpoint "
@@ -335,6 +334,14 @@ def restore(sess, model, folder, config, check_step=False):
                         f"folder is damaged") from None
     except tf.errors.OpError:
         raise UserError(f"{prefix} is damaged or does not fit the model {CONFIG} describes") from None
+
+
+def restore_cursors(batch, position):
+    """Puts a Batch's cursors back where a checkpoint's config.json says they stood; UserError if they do not fit
+    the text and the batch size."""
+    if len(position) != batch.batch_size or not all(0 <= p < len(batch.text) for p in position):  # Python ints: any size
+        raise UserError(f"the saved batch position does not fit this text and batch_size {batch.batch_size}")
+    batch.cursors = np.array(position, dtype=np.int64)
 
 
 def load_run(folder, graph=None, finalize=True, restore_weights=True):

@@ -1,5 +1,5 @@
-"""Running a built graph: the Session's threads, fast Session callables, and the Evaluator and Sampler that
-score held-out text and generate text with a model's evaluation and sampling branches.
+"""Running a built graph: the Session's threads, fast Session callables, and the Evaluator that scores
+held-out text with a model's evaluation branch.
 """
 import math
 import sys
@@ -38,7 +38,7 @@ def session_config(hp, graph):
 def new_session(model):
     """A Session on a model's graph with the run's settings (session_config), whose run() takes the fast path of
     CallableSession."""
-    graph = "fast" if model.megabatch_ids is not None else "post"  # the graph built, whatever hp["graph"] says
+    graph = "fast" if model.batch_x is not None else "post"  # the graph built, whatever hp["graph"] says
     return CallableSession(graph=model.graph, config=session_config(model.hp, graph))
 
 
@@ -49,9 +49,10 @@ class CallableSession(tf.Session):
     Session.run spends about 19 us of Python on every fed array (1.7 ms of a 5 ms step for the post's graph,
     measured: docs/performance.md). Here each distinct (fetches, placeholders) pair gets a Session callable
     (make_callable) the first time, and later calls go through it: the same graph, the same feeds and the same
-    results, an operation's fetch still None. Anything else (one fetch, a dict, names as strings, options,
-    arrays of another dtype than their placeholder's) goes to Session.run unchanged, and so does everything
-    where TensorFlow's private callable path is missing (make_callable's public fallback calls run itself).
+    results, an operation's fetch still None; a single tensor fetched alone takes the same path. Anything
+    else (a dict of fetches, names as strings, options, arrays of another dtype than their placeholder's) goes
+    to Session.run unchanged, and so does everything where TensorFlow's private callable path is missing
+    (make_callable's public fallback calls run itself).
     """
 
     def __init__(self, *args, **kwargs):
@@ -59,6 +60,8 @@ class CallableSession(tf.Session):
         self._callables = {}
 
     def run(self, fetches, feed_dict=None, options=None, run_metadata=None):
+        if isinstance(fetches, tf.Tensor) and feed_dict and options is None and run_metadata is None:
+            return self.run([fetches], feed_dict=feed_dict)[0]  # one tensor: the same fast path
         if (CallableOptions is not None and hasattr(self, "_make_callable_from_options")  # the private path is there
                 and options is None and run_metadata is None
                 and isinstance(fetches, list) and feed_dict
@@ -66,9 +69,10 @@ class CallableSession(tf.Session):
                 and all(isinstance(k, tf.Tensor) and isinstance(v, np.ndarray) and v.dtype == k.dtype.as_numpy_dtype
                         for k, v in feed_dict.items())):
             key = (tuple(fetches), tuple(feed_dict))
-            if key not in self._callables:  # a fed tensor that is also fetched (Arch 2's last label) is the fed value
-                self._callables[key] = make_callable(self, [f for f in fetches if f not in feed_dict], list(feed_dict))
-            values = iter(self._callables[key](*feed_dict.values()))
+            run = [f for f in fetches if f not in feed_dict]  # a fed tensor that is also fetched (Arch 2's last
+            if run and key not in self._callables:            # label) is the fed value
+                self._callables[key] = make_callable(self, run, list(feed_dict))
+            values = iter(self._callables[key](*feed_dict.values()) if run else ())
             return [None if isinstance(f, tf.Operation) else feed_dict[f] if f in feed_dict else next(values)
                     for f in fetches]
         return super().run(fetches, feed_dict=feed_dict, options=options, run_metadata=run_metadata)
@@ -171,7 +175,9 @@ class Evaluator:
 
     def __init__(self, sess, model):
         feeds = [model.eval_inputs, model.eval_labels, model.eval_weights, model.eval_state]
-        self._runs = {forced: make_callable(sess, fetches, feeds) for forced, fetches in model.eval_fetches.items()}
+        self._runs = {forced: make_callable(sess, fetches, feeds)
+                      for forced, fetches in ((False, model.evaluation.free), (True, model.evaluation.forced))
+                      if fetches is not None}
         self._state_size = model.state_size
 
     def __call__(self, ids, teacher_forced=False):
@@ -208,43 +214,3 @@ class Evaluator:
             nats, state = run(inputs[chunk], labels[chunk], weights[chunk], state)
             total += float(nats)
         return total / n
-
-
-class Sampler:
-    """Generates text with a model's batch-1 sampling branch, one Session run per character."""
-
-    def __init__(self, sess, model):
-        self._sess, self._reset = sess, model.reset_sample_state
-        self._run = make_callable(sess, [model.sample_prediction, model.sample_logits],
-                                  [model.sample_input, model.temperature])
-
-    def generate(self, length, rng, prime="", temperature=1.0, argmax=False):
-        """length characters drawn from the model after feeding it prime (the prime is not part of the result)."""
-        return "".join(self.characters(length, rng, prime, temperature, argmax))
-
-    def characters(self, length, rng, prime="", temperature=1.0, argmax=False):
-        """The characters of generate(), one at a time as they are drawn.
-
-        Without a prime the first character is drawn from a random distribution over the alphabet, as the
-        post does, and counts towards length.
-        """
-        temperature = np.float32(temperature)
-
-        def step(char_id):  # feeds one character; returns the next one's distribution and logits
-            return self._run(data.vec2mat(data.one_hot(char_id)), temperature)
-
-        self._sess.run(self._reset)
-        if prime:
-            for char in prime:
-                prediction, logits = step(data.char2id(char))
-        elif length:
-            char_id = data.sample_distribution(data.random_distribution(rng), rng)
-            yield data.id2char(char_id)
-            length -= 1
-            if length:
-                prediction, logits = step(char_id)
-        for i in range(length):
-            char_id = int(np.argmax(logits)) if argmax else data.sample_distribution(prediction, rng)
-            yield data.id2char(char_id)
-            if i < length - 1:
-                prediction, logits = step(char_id)

@@ -20,6 +20,7 @@ import time
 
 import numpy as np
 
+import batches
 import data
 from data import UserError
 from machinery import command, runs, sessions
@@ -73,14 +74,12 @@ class Report:
                             "grad_norm/max": self.grad_max, "chars_per_second": self.speeds[-1]})
         self._new_period()
 
-    def validation(self, step, valid_bpc, chars, train_seconds, samples=()):
-        """A validation's line and samples (none: logged only, as the end's); train_seconds: the training
-        time at that step, logged beside it so that curves can be drawn against time as well as steps."""
+    def validation(self, step, valid_bpc, chars, train_seconds):
+        """A validation's line (chars 0: logged only, as the end's); train_seconds: the training time at that
+        step, logged beside it so that curves can be drawn against time as well as steps."""
         if chars:
             self.bar.write(f"validation at step {step:,}: bpc {valid_bpc:.3f}, perplexity "
                            f"{perplexity(valid_bpc * math.log(2)):.2f} ({chars:,} characters)")
-        for sample in samples:
-            self.bar.write("  sample: " + sample)
         self.scalars(step, {"valid/bpc": valid_bpc, "valid/perplexity": perplexity(valid_bpc * math.log(2)),
                             "valid/train_seconds": train_seconds})
 
@@ -115,10 +114,10 @@ class StopFlag:
             signal.signal(s, handler)
 
 
-def save(sess, model, out, config, state, batches, step, seconds, valid_bpc=None):
+def save(sess, model, out, config, state, batch, step, seconds, valid_bpc=None):
     """Saves the latest checkpoint (the run keeps hp["keep"]), and in best/ when validation improved; returns
     the new config."""
-    config = {**config, "step": step, "batch_position": batches.position(), "train_seconds": round(seconds, 1)}
+    config = {**config, "step": step, "batch_position": batch.cursors.tolist(), "train_seconds": round(seconds, 1)}
     best = valid_bpc is not None and (config["best_valid_bpc"] is None or valid_bpc < config["best_valid_bpc"])
     if best:
         config.update(best_valid_bpc=valid_bpc, best_step=step)
@@ -145,7 +144,7 @@ def final_score(evaluator, model, name, split_ids, log):
         f"characters ({time.time() - t0:.1f} s)")
     scores = {f"{name}_bpc": round(bpc(nats), 4), f"{name}_perplexity": round(perplexity(nats), 4),
               f"{name}_chars": len(split_ids) - 1}
-    if True in model.eval_fetches:  # Arch 2 can also be scored feeding the true previous characters
+    if model.evaluation.forced is not None:  # Arch 2 can also be scored feeding the true previous characters
         scores[f"{name}_bpc_teacher_forced"] = round(bpc(evaluator(split_ids, teacher_forced=True)), 4)
         log(f"{name}, feeding back the true previous characters instead: bpc "
             f"{scores[f'{name}_bpc_teacher_forced']:.4f}")
@@ -161,6 +160,7 @@ def load_data(hp, data_path, config, log):
     if config is not None:
         runs.check_corpus(config, ids, source)
     splits = data.split(ids)
+    batches.check_size(splits[0], hp["batch_size"], hp["num_unrollings"], name="train")
     for name, split_ids in zip(("valid", "test"), splits[1:]):
         if len(split_ids) < 2:
             raise data.DataError(f"the {name} split has {len(split_ids)} characters, too few to evaluate; "
@@ -213,18 +213,18 @@ class Run:
         self._exit.close()
 
     # --- Set up ---
-    def new_session(self, model, batches):
+    def new_session(self, model, batch):
         """A Session on the model's graph (with the settings of its graph, sessions.session_config), which the
         run also uses to validate, sample and save; the graph is finalised, so the loop cannot grow it."""
         model.graph.finalize()
         runs.check_free_space(self.out, model)  # a full disk is found now, not after hours of training
-        self.model, self.batches = model, batches
+        self.model, self.batch = model, batch
         self.session = self._exit.enter_context(contextlib.closing(sessions.new_session(model)))
-        self.sampler, self.evaluator = sessions.Sampler(self.session, model), sessions.Evaluator(self.session, model)
+        self.evaluator = sessions.Evaluator(self.session, model)
         if self.config is None:
             self.config = {"architecture": self.architecture, "hparams": self.hp, "data": self.source,
                            **runs.corpus_id(self._ids), "step": 0, "checkpoint": None, "saved": [],
-                           "batch_position": batches.position(), "train_seconds": 0.0, "budget_start": 0.0,
+                           "batch_position": batch.cursors.tolist(), "train_seconds": 0.0, "budget_start": 0.0,
                            "best_valid_bpc": None}
         return self.session
 
@@ -232,7 +232,7 @@ class Run:
         """--resume: loads the run's latest checkpoint into the session and the cursors into the batches;
         returns the state the run was carrying."""
         state = runs.restore(self.session, self.model, self.out, self.config, check_step=True)
-        self.batches.restore(self.config["batch_position"])
+        runs.restore_cursors(self.batch, self.config["batch_position"])
         self.config = {**self.config, "hparams": self.hp, "data": self.source, **runs.corpus_id(self._ids)}
         self.log(f"resumed {self.out} at step {self.config['step']:,}")
         return state
@@ -256,7 +256,6 @@ class Run:
         self.bar = self._exit.enter_context(contextlib.closing(bar))
         writer = tf.summary.FileWriter(str(self.out), graph=self.model.graph if config["step"] == 0 else None)
         self.report = Report(self.bar, self._exit.enter_context(contextlib.closing(writer)), hp)
-        self.rng = np.random.default_rng(hp["seed"])
         self.step = self.start_step = config["step"]
         self.started, self.prior_seconds = time.time(), config["train_seconds"]
         self._bar_at = self.started
@@ -299,20 +298,16 @@ class Run:
                 self.bar.write(f"the time budget of {minutes} is spent: the run ends here")
 
     def validate(self, step, state):
-        """Bits per character on the first valid_chars of the validation split, three samples, and a
-        checkpoint of the weights and the carried state (the best by validation kept in best/). The last step
-        and a step that spent the time budget are left to finish(), which validates and saves them."""
-        if step == self.hp["num_steps"] or self.out_of_time:
-            return
+        """Bits per character on the first valid_chars of the validation split, and a checkpoint of the
+        weights and the carried state (the best by validation kept in best/)."""
         paused = time.time()
         valid_slice = self.splits[1][:self.hp["valid_chars"]]
         valid_bpc = bpc(self.evaluator(valid_slice))
         if not math.isfinite(valid_bpc):
             self.bar.close()
             raise diverged(f"the validation loss became {valid_bpc}", step, self.config, self.out)
-        self.report.validation(step, valid_bpc, len(valid_slice), self.train_seconds(),
-                               [self.sampler.generate(80, self.rng) for _ in range(3)])
-        self.config = save(self.session, self.model, self.out, self.config, state, self.batches, step,
+        self.report.validation(step, valid_bpc, len(valid_slice), self.train_seconds())
+        self.config = save(self.session, self.model, self.out, self.config, state, self.batch, step,
                            self.train_seconds(), valid_bpc)
         if self.hp["patience"] > 0:  # validations since the best one, from config.json: the same after --resume
             stale = (step - self.config.get("best_step", step)) // self.hp["eval_frequency"]
@@ -322,6 +317,10 @@ class Run:
                                f"{self.config['best_step']:,}): the run ends here (--patience {self.hp['patience']})")
         self.report.paused += time.time() - paused
 
+    def say(self, line):
+        """Prints a line of the run's output (above the progress bar)."""
+        self.bar.write(line)
+
     # --- The end ---
     def finish(self, state):
         """After the loop: a last validation and checkpoint (so that nothing trained is lost to what follows),
@@ -330,11 +329,11 @@ class Run:
         hp, step, out = self.hp, self.step, self.out
         self.bar.close()
         valid_ids, test_ids = self.splits[1:]
-        if step > self.start_step or self.config["checkpoint"] is None:
+        if step > self.config["step"] or self.config["checkpoint"] is None:  # not saved at this step yet
             valid_bpc = None if self.stop.signal else bpc(self.evaluator(valid_ids[:hp["valid_chars"]]))
             if valid_bpc is not None:
                 self.report.validation(step, valid_bpc, 0, self.train_seconds())
-            self.config = save(self.session, self.model, out, self.config, state, self.batches, step,
+            self.config = save(self.session, self.model, out, self.config, state, self.batch, step,
                                self.train_seconds(), valid_bpc if valid_bpc is not None and math.isfinite(valid_bpc) else None)
         self.report.writer.flush()
         if self.stop.signal:
@@ -364,19 +363,6 @@ class Run:
         runs.write_json(out / runs.RESULTS, results)
         self.log(f"results in {out / runs.RESULTS}; sample with: python sample.py --checkpoint {out}")
         return results
-
-    def train_fast(self, model, session, batches, state):
-        """--graph fast's loop: the script's loop, with the mega-batch fed as one array of ids through one
-        Session callable (machinery/fast.py)."""
-        train_step = sessions.make_callable(
-            session, [model.train_op, model.loss, model.learning_rate, model.grad_norm, model.final_state],
-            [model.megabatch_ids, model.initial_state])
-        for step in self.steps():
-            loss, learning_rate, grad_norm, state = train_step(batches.next_ids(), state)
-            self.record(step, loss, learning_rate, grad_norm)
-            if step % self.hp["eval_frequency"] == 0:
-                self.validate(step, state)
-        return self.finish(state)
 
 
 def main(architecture, train, argv=None):

@@ -1,6 +1,8 @@
 """Small helpers the graph tests share."""
 import numpy as np
 
+import data
+from batches import Batch, getWindowBatch
 from machinery import sessions, settings
 from machinery.tf1 import tf
 
@@ -47,12 +49,35 @@ def zero_state(model):
 
 def feed(model, megabatch, state=None):
     """The feed dict of a training step of either graph: a mega-batch [num_unrollings + 1, batch, 27] one-hot
-    (through the post's lists, or as ids for fast.py's graph) and the carried state (zeros by default)."""
+    (inputs megabatch[:-1], labels megabatch[1:]: through the post's lists train and labels, or as the ids
+    batch_x and batch_y for fast.py's graph) and the carried state (zeros by default)."""
     state = zero_state(model) if state is None else state
-    if model.megabatch_ids is not None:
-        return {model.megabatch_ids: megabatch.argmax(-1).astype(np.uint8), model.initial_state: state}
-    return {model.initial_state: state, **dict(zip(model.train_inputs, megabatch[:-1])),
-            **dict(zip(model.train_labels, megabatch[1:]))}
+    if model.batch_x is not None:
+        ids = megabatch.argmax(-1).astype(np.uint8)
+        return {model.batch_x: ids[:-1], model.batch_y: ids[1:], model.initial_state: state}
+    return {model.initial_state: state, **dict(zip(model.train, megabatch[:-1])),
+            **dict(zip(model.labels, megabatch[1:]))}
+
+
+def megabatches(ids, batch_size, num_unrollings):
+    """Mega-batches for feed(), from the post's Batch and getWindowBatch: each window's inputs followed by its
+    last label, one-hot, [num_unrollings + 1, batch_size, 27]."""
+    b = Batch(ids, batch_size)
+    while True:
+        batch_x, batch_y = getWindowBatch(b, num_unrollings)
+        yield data.one_hot(np.concatenate([batch_x, batch_y[-1:]]))
+
+
+def sample_probs(sess, model, text, state=None):
+    """The sampling branch's val_probs after each character of text, fed one at a time from the zero state
+    (or state), the state carried as the scripts' sample() carries it: [len(text), 27]."""
+    state = np.zeros([1, model.state_size], np.float32) if state is None else state
+    out = []
+    for char in text:
+        probs, state = sess.run([model.val_probs, model.val_state_after],
+                                {model.val_input: np.eye(27, dtype=np.float32)[[char]], model.val_state: state})
+        out.append(probs[0])
+    return np.array(out)
 
 
 WORDS = ("the of and to in a is that for it as was with be by on not he this are or his from at which but "

@@ -9,7 +9,7 @@ import pytest
 import arch1_hidden
 import reference
 from machinery import graphs, sessions
-from helpers import feed, hparams, one_hot_text, random_weights, session, variables
+from helpers import sample_probs, feed, hparams, one_hot_text, random_weights, session, variables
 from machinery.tf1 import tf
 
 SMALL = dict(batch_size=3, num_nodes=4, num_unrollings=5)
@@ -45,20 +45,17 @@ def test_loss_gradients_and_state_match_reference(combine, activation):
 
 
 @pytest.mark.parametrize("combine", ["concat", "add"])
-def test_sample_branch_shares_the_weights_and_carries_its_state(combine):
+def test_sampling_branch_shares_the_weights_and_carries_the_hidden_state(combine):
     model = arch1_hidden.build_graph(hparams(arch1_hidden, combine=combine, activation="tanh", **SMALL))
     sess = session(model)
     rng = np.random.default_rng(1)
     w = random_weights(sess, model, rng)
-    x = np.eye(27)[rng.integers(0, 27, size=6)]
+    ids = rng.integers(0, 27, size=6)
+    x = np.eye(27)[ids]
     width = 8 if combine == "concat" else 4
     logits, _ = reference.arch1_forward(x[:, None, :], np.zeros((1, width)), w, combine, "tanh")
-    for _ in range(2):  # the reset makes the second pass repeat the first
-        sess.run(model.reset_sample_state)
-        for t in range(len(x)):
-            p = sess.run(model.sample_prediction, {model.sample_input: x[t:t + 1].astype(np.float32),
-                                                   model.temperature: 1.0})
-            np.testing.assert_allclose(p[0], reference.softmax(logits[t, 0]), atol=1e-6)
+    probs = sample_probs(sess, model, ids)  # from the zero state, each hidden state fed back
+    np.testing.assert_allclose(probs, reference.softmax(logits[:, 0]), atol=1e-6)
 
 
 @pytest.mark.parametrize("combine", ["concat", "add"])
@@ -105,6 +102,19 @@ def test_initial_loss_is_close_to_ln_27():
         var = variables(model)[name]
         var.load(sess.run(var) * 1e-3, sess)
     assert sess.run(model.loss, feed(model, megabatch)) == pytest.approx(math.log(27), abs=1e-3)
+
+
+@pytest.mark.parametrize("combine", ["concat", "add"])
+def test_default_weights_have_variance_one_over_fan_in(combine):
+    # The notebooks' truncated_normal(shape, -0.1, 0.1) meant a range; here each matrix is drawn with a standard
+    # deviation of 1/sqrt(fan-in) (truncated at two of them), whatever the width (docs/differences.md).
+    model = arch1_hidden.build_graph(hparams(arch1_hidden, combine=combine, num_nodes=64))
+    weights = session(model).run({name: variables(model)[name] for name in "UWV"})
+    for name, value in weights.items():
+        sigma = 1 / math.sqrt(value.shape[0])
+        assert abs(value.mean()) < 0.1 * sigma, name
+        assert value.std() == pytest.approx(0.88 * sigma, rel=0.1), name  # a normal cut at 2 sigma: 0.88 sigma
+        assert np.abs(value).max() <= 2 * sigma + 1e-6, name
 
 
 def test_the_fetched_state_fed_back_continues_the_text():

@@ -12,7 +12,7 @@ def test_quick_benchmark_with_every_option(tmp_path, capsys):
     printed = capsys.readouterr().out
     figures = json.loads((tmp_path / "bench.json").read_text())
     assert set(figures["training"]) == {bench.CONFIGS[i][0] for i in bench.QUICK}
-    for way in ("the notebooks' way", "post graph", "fast graph"):  # the three side by side
+    for way in ("the post's way", "post graph", "fast graph"):  # the three side by side
         assert any(name.endswith(way) for name in figures["training"]), way
     for name, result in figures["training"].items():
         assert result["chars_per_second"] > 1000 and result["steps"] >= 40
@@ -23,14 +23,18 @@ def test_quick_benchmark_with_every_option(tmp_path, capsys):
     assert "sampling (arch1 default, fast graph, batch 1)" in printed
 
 
-def test_the_notebook_batches_are_the_projects_batches():
-    """The baseline's per-character generator cuts the same mega-batches as batches.py (so the two ways
-    train on the same arrays)."""
+def test_the_listings_way_feeds_the_same_mega_batches_as_the_scripts():
+    """The baseline's per-character getWindowBatch and mega batches give the same arrays as batches.py and
+    the scripts' one-hot lines (so that the two ways train on the same arrays)."""
     import numpy as np
 
     import data
-    from batches import BatchGenerator
-    text = "the quick brown fox jumps over the lazy dog " * 3
-    ours, theirs = BatchGenerator(data.text_to_ids(text), 3, 4), bench.NotebookBatches(text, 3, 4)
+    from batches import Batch, getWindowBatch
+    ids = data.text_to_ids("the quick brown fox jumps over the lazy dog " * 3)
+    ours, theirs = Batch(ids, 3), Batch(ids, 3)
     for _ in range(5):
-        np.testing.assert_array_equal(np.array(ours.next()), np.array(theirs.next()))
+        batch_x, batch_y = getWindowBatch(ours, 4)
+        listing_x, listing_y = bench.listing_window(theirs, 4)
+        np.testing.assert_array_equal(np.array(bench.listing_mega_batch(listing_x)), data.one_hot(batch_x))
+        np.testing.assert_array_equal(np.array(bench.listing_mega_batch(listing_y)), data.one_hot(batch_y))
+        assert list(theirs.cursors) == ours.cursors.tolist()

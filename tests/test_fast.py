@@ -8,9 +8,9 @@ import pytest
 
 import arch1_hidden
 import arch2_output
-import batches
+import sample
 from machinery import runs, sessions
-from helpers import TINY, feed, hparams, one_hot_text, random_weights, session, write_corpus
+from helpers import TINY, feed, hparams, megabatches, one_hot_text, random_weights, session, write_corpus
 from machinery.tf1 import tf
 
 SMALL = dict(num_nodes=4, num_unrollings=5, threads=2)  # two chains in fast.recurrence
@@ -75,10 +75,12 @@ def test_same_evaluation_and_sampling(module, case):
         sess = session(model)
         random_weights(sess, model, np.random.default_rng(3))
         evaluator = sessions.Evaluator(sess, model)
-        scores.append([evaluator(ids, teacher_forced=forced) for forced in model.eval_fetches])
-        texts.append(sessions.Sampler(sess, model).generate(200, np.random.default_rng(4), prime="the "))
+        scores.append([evaluator(ids, teacher_forced=forced) for forced in (False, True)
+                       if not forced or model.evaluation.forced is not None])
+        texts.append("".join(sample.generate(sess, model, 200, np.random.default_rng(4), prime="the ")))
+        texts.append(module.sample(sess, model, 200, np.random.default_rng(4)))  # the script's own sampling
     assert scores[1] == pytest.approx(scores[0], rel=1e-5)
-    assert texts[1] == texts[0]
+    assert texts[2] == texts[0] and texts[3] == texts[1]
 
 
 TRAINING_CASES = [
@@ -103,14 +105,14 @@ def test_twenty_steps_from_the_same_seed_reach_the_same_weights(module, case):
     values = []
     for model in (post, fast):
         sess = session(model)
-        generator = batches.BatchGenerator(ids, 5, 8)
+        windows = megabatches(ids, 5, 8)
         state = np.zeros(model.initial_state.shape, np.float32)
         initial = sess.run(trainable(model))
         for _ in range(20):  # each graph fed its own way (helpers.feed): the post's lists, or fast.py's ids
-            megabatch = np.array(generator.next())
+            megabatch = next(windows)
             _, state = sess.run([model.train_op, model.final_state], feed_dict=feed(model, megabatch, state))
         values.append((initial, sess.run({v.op.name: v for v in model.graph.get_collection(
-            tf.GraphKeys.GLOBAL_VARIABLES) if v.op.name != "saved_sample_state"}), state))
+            tf.GraphKeys.GLOBAL_VARIABLES)}), state))
     (post_initial, post_final, post_state), (fast_initial, fast_final, fast_state) = values
     for name in post_initial:  # the same seed draws the same initial weights in both graphs
         np.testing.assert_array_equal(fast_initial[name], post_initial[name], err_msg=name)
@@ -134,8 +136,8 @@ def test_a_checkpoint_of_one_graph_samples_the_same_text_with_the_other(module, 
     texts = []
     for graph in ("post", "fast"):
         config, model, sess = runs.load_run(out, graph=graph)
-        assert (model.megabatch_ids is None) == (graph == "post")
-        texts.append(sessions.Sampler(sess, model).generate(300, np.random.default_rng(8), prime="the "))
+        assert (model.batch_x is None) == (graph == "post")
+        texts.append("".join(sample.generate(sess, model, 300, np.random.default_rng(8), prime="the ")))
     assert texts[0] == texts[1] and len(set(texts[0])) > 5
 
 
@@ -152,7 +154,7 @@ def test_both_graphs_print_the_same_report_lines(tmp_path, capsys):
         assert arch1_hidden.main(["--data", str(corpus), "--out", str(tmp_path / graph), *TINY, "--num-steps", "60",
                                   "--graph", graph]) == 0
         printed[graph] = report_numbers(capsys.readouterr().out)
-    assert len(printed["post"]) == 10  # 6 report lines, 2 validations, the full valid and test splits
+    assert len(printed["post"]) == 11  # 6 report lines, 3 validations (the last at step 60), the full splits
     np.testing.assert_allclose(np.concatenate(printed["fast"]), np.concatenate(printed["post"]), atol=2e-3)
 
 
@@ -182,9 +184,9 @@ def test_the_sessions_fast_path_gives_what_session_run_gives(module):
     for make in (lambda: tf.Session(graph=model.graph), lambda: sessions.new_session(model)):
         sess = make()
         sess.run(model.init)
-        generator, state, seen = batches.BatchGenerator(ids, 4, 5), np.zeros(model.initial_state.shape, np.float32), []
+        windows, state, seen = megabatches(ids, 4, 5), np.zeros(model.initial_state.shape, np.float32), []
         for _ in range(5):
-            op, loss, grad_norm, state = sess.run(fetches, feed_dict=feed(model, np.array(generator.next()), state))
+            op, loss, grad_norm, state = sess.run(fetches, feed_dict=feed(model, next(windows), state))
             assert op is None
             seen.append((loss, grad_norm, state))
         results.append(seen)

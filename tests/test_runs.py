@@ -257,6 +257,7 @@ EDITS = {
     "train_seconds NaN": dict(train_seconds=float("nan")),
     "train_seconds infinite": dict(train_seconds=float("inf")),
     "a fractional batch position": dict(batch_position=[1.5, 0, 0, 0]),
+    "a batch position past any text": dict(batch_position=[10 ** 30, 0, 0, 0]),
 }
 
 
@@ -267,7 +268,7 @@ def test_hand_edited_configs_are_one_line_errors_everywhere(edit, trained, tmp_p
     before = {p: (folder / p).read_bytes() for p in files(folder)}
     assert train(["--out", folder, "--resume", "--num-steps", 60]) == 1
     one_line_error(capsys)
-    if edit not in ("batch position of another batch size",
+    if edit not in ("batch position of another batch size", "a batch position past any text",
                     "a step that is not the checkpoint's"):  # only a resumed run checks these
         assert sample.main(["--checkpoint", str(folder), "--length", "5"]) == 1
         one_line_error(capsys, "sample.py: error: ")

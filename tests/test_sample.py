@@ -15,7 +15,7 @@ import arch2_output
 import data
 import sample
 from machinery import runs
-from helpers import TINY, write_corpus
+from helpers import TINY, sample_probs, write_corpus
 
 ALPHABET = set(data.ALPHABET)
 
@@ -108,11 +108,8 @@ def test_high_temperature_is_close_to_uniform(run_dir, capsys):
 def test_sampled_frequencies_match_the_models_softmax(run_dir, capsys):
     counts = first_characters(capsys, run_dir, "--prime", "the")
     config, model, sess = runs.load_run(run_dir)
-    sess.run(model.reset_sample_state)
-    for char in "the":
-        p = sess.run(model.sample_prediction, {model.sample_input: data.vec2mat(data.one_hot(data.char2id(char))),
-                                               model.temperature: 1.0})
-    p = p[0].astype(np.float64) / p[0].sum()
+    p = sample_probs(sess, model, data.text_to_ids("the"))[-1]
+    p = p.astype(np.float64) / p.sum()
     assert p.max() > 0.2  # the model has learnt something, so this is not a test of the uniform case
     stat, dof = chi_square(counts, p)
     assert stat < CHI2_999[dof], (stat, dof)

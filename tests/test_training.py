@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 import arch1_hidden
+import arch2_output
 import data
 from machinery import fast, sessions, settings, training
 from helpers import TINY, hparams, write_corpus
@@ -63,6 +64,49 @@ def test_a_run_leaves_checkpoints_config_events_and_results(corpus, tmp_path, ca
         assert 1.0 < results[f"{split}_bpc"] < math.log2(27) + 0.5
         assert results[f"{split}_perplexity"] == pytest.approx(2 ** results[f"{split}_bpc"], rel=1e-3)
     assert results["valid_chars"] == len(data.split(data.text_to_ids(corpus.read_text()))[1]) - 1
+
+
+def recorded_windows(module, graph, corpus, out, monkeypatch, steps=3):
+    """The inputs and labels [steps, num_unrollings, batch_size] as ids that a real run of the script fed to
+    its training step: the post's feed dict (train, labels), or the fast graph's callable (batch_x, batch_y)."""
+    windows = []
+    real_run, real_make_callable = sessions.CallableSession.run, sessions.make_callable
+
+    def recording_run(self, fetches, feed_dict=None, **kwargs):
+        names = {getattr(k, "name", str(k)).split(":")[0]: v for k, v in (feed_dict or {}).items()}
+        if "train_0" in names:
+            windows.append([np.stack([names[f"{n}_{i}"] for i in range(5)]).argmax(-1) for n in ("train", "labels")])
+        return real_run(self, fetches, feed_dict=feed_dict, **kwargs)
+
+    def recording_make_callable(sess, fetches, feeds):
+        run_step = real_make_callable(sess, fetches, feeds)
+        if feeds[0].name.startswith("batch_x"):
+            return lambda batch_x, batch_y, state: windows.append([batch_x.copy(), batch_y.copy()]) or run_step(
+                batch_x, batch_y, state)
+        return run_step
+
+    monkeypatch.setattr(sessions.CallableSession, "run", recording_run)
+    monkeypatch.setattr(sessions, "make_callable", recording_make_callable)
+    assert module.main(["--data", str(corpus), "--out", str(out), *TINY, "--num-steps", str(steps),
+                        "--graph", graph]) == 0
+    return np.array(windows)
+
+
+@pytest.mark.parametrize("graph", ["post", "fast"])
+@pytest.mark.parametrize("module", [arch1_hidden, arch2_output])
+def test_training_feeds_the_text_and_its_next_characters(module, graph, corpus, tmp_path, monkeypatch):
+    # The notebooks' Arch 2 fed one stale batch as both its inputs and its labels. Each step here must feed,
+    # for every stream, a window of the training text as inputs and the same window one character on as
+    # labels, and the next step must continue where this one ended.
+    windows = recorded_windows(module, graph, corpus, tmp_path / "run", monkeypatch)
+    assert windows.shape == (3, 2, 5, 4)  # steps, (inputs, labels), num_unrollings, batch_size
+    train_text = data.ids_to_text(data.split(data.text_to_ids(corpus.read_text()))[0])
+    for k, (x, y) in enumerate(windows):
+        for s in range(4):
+            inputs, labels = data.ids_to_text(x[:, s]), data.ids_to_text(y[:, s])
+            assert labels[:-1] == inputs[1:] and inputs + labels[-1] in train_text, (k, s, inputs, labels)
+            if k:
+                assert inputs[0] == data.ids_to_text(windows[k - 1][1][-1, s]), (k, s)
 
 
 def test_event_file_holds_the_reported_scalars(corpus, tmp_path):
