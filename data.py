@@ -228,7 +228,8 @@ for _c, _i in _CHAR_TO_ID.items():
 
 
 def char2id(char):
-    """Id of one alphabet character; ValueError naming the character otherwise."""
+    """Id of one alphabet character; ValueError naming the character otherwise (the notebooks mapped it to a
+    space: here every text is cleaned first, so a stray character is a mistake to show, not to hide)."""
     try:
         return _CHAR_TO_ID[char]
     except KeyError:
@@ -257,7 +258,7 @@ def ids_to_text(ids):
     return "".join(ALPHABET[i] for i in np.asarray(ids).ravel())
 
 
-def one_hot(ids):
+def one_hot(ids):  # the listings' char2vec, for any array of ids at once
     """One-hot float32 encoding: an id gives a [27] vector, an array of ids gets a trailing axis of 27."""
     ids = np.asarray(ids)
     if ids.size and (ids.min() < 0 or ids.max() >= alphabet_size):
@@ -270,7 +271,7 @@ def vec2mat(vector):
     return np.reshape(vector, (1, -1))
 
 
-def sample_distribution(distribution, rng=None):
+def sample_distribution(distribution, rng=None):  # the listings' sample_prob
     """Draws one id from a probability vector over the alphabet (a [27] or [1, 27] array)."""
     rng = np.random.default_rng() if rng is None else rng
     cumulative = np.cumsum(np.asarray(distribution, dtype=np.float64).ravel())
@@ -278,7 +279,7 @@ def sample_distribution(distribution, rng=None):
     return int(min(np.searchsorted(cumulative, rng.random() * cumulative[-1], side="right"), cumulative.size - 1))
 
 
-def random_distribution(rng=None):
+def random_distribution(rng=None):  # the listings' random_dist
     """A random probability distribution over the alphabet, [1, 27]: how generation starts."""
     rng = np.random.default_rng() if rng is None else rng
     b = rng.uniform(0.0, 1.0, size=(1, alphabet_size))
