@@ -162,7 +162,8 @@ def session_loop(argv=None):
             _, loss, learning_rate, grad_norm, state = session.run(fetches, feed_dict=feed_dict)  # state: h_t, fed back
             run.record(step, loss, learning_rate, grad_norm)  # a report line every summary_frequency steps
             if step % hp["eval_frequency"] == 0:
-                run.validate(step, state)  # validation bits/char and a checkpoint (the best kept in best/)
+                valid_bpc = run.validate(step)  # bits/char on the validation text
+                run.save(step, state, valid_bpc)  # a checkpoint (the best by validation kept in best/)
                 for _ in range(3):  # and samples, to read what the model has learnt
                     run.say("  sample: " + sample(session, model, 80, rng))
         return run.finish(state)  # the last checkpoint, the whole validation and test splits, results.json

@@ -4,6 +4,7 @@ The post's "Data" section in code, in its order: download text8 (or read any tex
 into train / valid / test; then the alphabet, characters to ids and one-hot vectors, a vector as a 2-D array,
 sampling from a distribution and a random distribution over the alphabet.
 """
+import errno
 import hashlib
 import os
 import re
@@ -17,8 +18,8 @@ from pathlib import Path
 import numpy as np
 
 
-class UserError(Exception):
-    """A mistake the user can fix (a bad option, an unusable file or run folder); the message says how, in one line."""
+from machinery import memory
+from machinery.command import UserError
 
 
 class DataError(UserError):
@@ -138,6 +139,7 @@ def _read_bytes(path):
                 else:
                     raise DataError(f"{path}: a zip must hold a '{TEXT8_MEMBER}' member or exactly one "
                                     f"file, this one holds {len(names)}; unzip the text you want and pass it")
+                _check_fits_in_memory(path, z.getinfo(name).file_size)
                 raw = z.read(name)
         except (zipfile.BadZipFile, EOFError, zlib.error) as e:  # zlib.error: its compressed data is damaged
             raise DataError(f"{path}: the zip is damaged ({e}); download it again, or unzip it by hand and pass "
@@ -150,6 +152,7 @@ def _read_bytes(path):
                 raise DataError(f"{path}: its text8 member has SHA-1 {digest}, expected {TEXT8_SHA1}; "
                                 f"the file is damaged, download it again")
         return raw
+    _check_fits_in_memory(path, os.path.getsize(path))
     raw = Path(path).read_bytes()
     if raw.startswith(b"PK\x03\x04"):  # a zip's first bytes, but no zip's directory at its end
         raise DataError(f"{path} is a damaged or truncated zip; download it again, or unzip it by hand and pass "
@@ -157,15 +160,34 @@ def _read_bytes(path):
     return raw
 
 
-def load_text(path, log=print):
-    """The corpus at path as clean text over the alphabet; says when it cleaned; DataError if unusable."""
+def check_path(path):
+    """DataError unless path is a regular file that can be read: said before any work is done."""
     path = Path(path)
-    if not path.exists():
-        raise DataError(f"{path}: no such file; pass --data PATH to a text file or a text8 zip")
+    try:
+        path.stat()
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            raise DataError(f"{path}: a loop of symbolic links, not a file; pass --data PATH to a text file "
+                            f"or a text8 zip") from None
+        raise DataError(f"{path}: no such file; pass --data PATH to a text file or a text8 zip") from None
     if path.is_dir():
         raise DataError(f"{path} is a folder; pass --data PATH to a text file or a text8 zip")
     if not path.is_file():  # a FIFO would wait for a writer forever, /dev/zero never ends
         raise DataError(f"{path} is not a regular file; pass --data PATH to a text file or a text8 zip")
+
+
+def _check_fits_in_memory(path, size):
+    """DataError if a text of size bytes cannot be held (with its ids) in the memory this process may use."""
+    available = memory.available()
+    if available is not None and 3 * size > available:
+        raise DataError(f"{path} holds {size / 2 ** 30:,.1f} GB of text and {available / 2 ** 30:,.1f} GB of memory "
+                        f"is available; pass a smaller text")
+
+
+def load_text(path, log=print):
+    """The corpus at path as clean text over the alphabet; says when it cleaned; DataError if unusable."""
+    path = Path(path)
+    check_path(path)
     try:
         raw = _read_bytes(path)
     except OSError as e:
@@ -199,11 +221,8 @@ def load_corpus(data=None, cache_dir=None, log=print):
         source = "text8"
     else:
         path = Path(data)
-        try:
-            source = str(path.resolve())
-        except (RuntimeError, OSError):  # a symbolic link that points back at itself
-            raise DataError(f"{path}: a loop of symbolic links, not a file; pass --data PATH to a text file "
-                            f"or a text8 zip") from None
+        check_path(path)
+        source = str(path.resolve())
     ids = text_to_ids(load_text(path, log=log))
     return ids, source
 

@@ -15,7 +15,10 @@ import sys
 import time
 
 import data
-from machinery import command, ngram, runs, sessions, settings
+import arch1_hidden
+import arch2_output
+from machinery import checkpoints, command, ngram, sessions, settings
+from machinery.command import UserError
 
 
 def build_parser():
@@ -49,9 +52,9 @@ def evaluate_ngram(order, path, log=print):
 def evaluate(folder, path, teacher_forced=False, log=print):
     """{checkpoint, architecture, step, data, chars, bpc, perplexity, teacher_forced} of the text at path."""
     ids = data.text_to_ids(data.load_text(path, log=log))  # at least two different characters
-    config, model, sess = runs.load_run(folder)
+    config, model, sess = checkpoints.load_run(folder, [arch1_hidden, arch2_output])
     if teacher_forced and model.evaluation.forced is None:
-        raise data.UserError(f"--teacher-forced is for Arch 2; {folder} holds a run of {config['architecture']}")
+        raise UserError(f"--teacher-forced is for Arch 2; {folder} holds a run of {config['architecture']}")
     nats = sessions.Evaluator(sess, model)(ids, teacher_forced=teacher_forced)
     sess.close()
     return {"checkpoint": str(folder), "architecture": config["architecture"], "step": config["step"],

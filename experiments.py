@@ -21,10 +21,12 @@ import sys
 import time
 from pathlib import Path
 
+import arch1_hidden
+import arch2_output
 import data
 import plot
-from machinery import architectures, ngram, runs, settings
-from machinery.command import STOP_SIGNALS, run_command
+from machinery import folder as run_folder, ngram, settings
+from machinery.command import STOP_SIGNALS, UserError, run_command
 
 
 ROOT = Path(__file__).resolve().parent
@@ -82,11 +84,12 @@ SETS = {
 }
 DEFAULT_STEPS = 30_001  # claims: 12.5 minutes for the set, 3 seeds, on jargon8 and 2 cores (docs/experiments.md)
 DEFAULT_BUDGET = 30.0  # recipe: minutes a run
+SCRIPTS = {script.ARCHITECTURE: script for script in (arch1_hidden, arch2_output)}
 FIELDS = ["config", "seed", "graph", "steps", "train_seconds", "valid_bpc", "test_bpc", "best_step", "best_valid_bpc",
           "best_test_bpc", "valid_bpc_teacher_forced", "test_bpc_teacher_forced", "folder"]
 
 
-class ExperimentError(data.UserError):
+class ExperimentError(UserError):
     """A run failed or a folder does not fit the plan; the message says what to do, in one line."""
 
 
@@ -191,7 +194,7 @@ def run_one(folder, command):
 
 def check_reused(folder, command):
     """ExperimentError if a finished run was made with other settings than the plan's (e.g. --num-steps)."""
-    module = architectures.script(command[0][:-len(".py")])
+    module = SCRIPTS[command[0][:-len(".py")]]
     planned = vars(settings.build_parser(module.ARCHITECTURE, module.HPARAMS).parse_args(command[1:]))
     hparams = read_run_json(folder / "config.json").get("hparams")
     if not isinstance(hparams, dict):
@@ -265,7 +268,7 @@ def ngram_rows(data_path, folder):
     for order in NGRAM_ORDERS:
         model = ngram.KneserNey(train, order)
         orders[order] = {"valid_bpc": round(model.bpc(valid), 4), "test_bpc": round(model.bpc(test), 4)}
-    runs.write_json(cache, {"corpus": key, "orders": orders})
+    run_folder.write_json(cache, {"corpus": key, "orders": orders})
     return orders
 
 

@@ -15,7 +15,10 @@ import numpy as np
 
 import data
 import plot
-from machinery import command, graphs, runs, settings
+import arch1_hidden
+import arch2_output
+from machinery import checkpoints, command, graphs, settings
+from machinery.command import UserError
 from machinery.tf1 import tf
 
 
@@ -52,7 +55,7 @@ def text_streams(ids, length, streams=STREAMS, seed=0):
         fits = len(ids) - 1 - WARMUP  # the largest horizon this text allows
         advice = (f"use --horizon {fits} or less, or a longer text with --data" if fits >= 1
                   else f"pass a longer text with --data (it needs at least {WARMUP + 2:,} validation characters)")
-        raise data.UserError(f"the validation text has {len(ids):,} characters, fewer than the "
+        raise UserError(f"the validation text has {len(ids):,} characters, fewer than the "
                                  f"{length:,} a measurement needs; {advice}")
     starts = np.random.default_rng(seed).integers(0, len(ids) - length, size=streams)
     return np.stack([ids[s:s + length] for s in starts], axis=1).astype(np.int32)
@@ -60,7 +63,8 @@ def text_streams(ids, length, streams=STREAMS, seed=0):
 
 def measure(folder, horizon=None, init=False, data_path=None, log=print):
     """(label, [horizon] mean norms) of one run folder: its checkpoint, or a fresh model with --init."""
-    config, model, sess = runs.load_run(folder, finalize=False, restore_weights=not init)
+    config, model, sess = checkpoints.load_run(folder, [arch1_hidden, arch2_output], finalize=False,
+                                               restore_weights=not init)
     horizon = horizon or config["hparams"]["num_unrollings"]
     probe = add_measurement(model, horizon, WARMUP)
     source = data_path if data_path is not None else (None if config["data"] == "text8" else config["data"])

@@ -11,7 +11,7 @@ import os
 import sys
 from pathlib import Path
 
-from data import UserError
+from machinery.command import UserError
 from machinery import command, settings
 from machinery.tf1 import tf
 

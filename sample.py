@@ -8,7 +8,10 @@ import sys
 import numpy as np
 
 import data
-from machinery import command, runs, sessions, settings
+import arch1_hidden
+import arch2_output
+from machinery import checkpoints, command, sessions, settings
+from machinery.command import UserError
 
 
 def build_parser():
@@ -40,7 +43,7 @@ def clean_prime(prime, log):
     """The prime as alphabet text: cleaned with the text8 rules when needed (and said so); UserError if empty."""
     cleaned = data.clean_text(prime)
     if prime and not cleaned.strip():
-        raise data.UserError("--prime holds no letters after cleaning with the text8 rules; give some "
+        raise UserError("--prime holds no letters after cleaning with the text8 rules; give some "
                                  "text, or leave --prime out")
     if cleaned != prime:
         log(f"sample.py: --prime cleaned with the text8 rules to {cleaned!r}")
@@ -90,7 +93,7 @@ def _main(argv):
     args = build_parser().parse_args(argv)
     log = lambda message: print(message, file=sys.stderr)
     prime = clean_prime(args.prime, log)
-    config, model, sess = runs.load_run(args.checkpoint)
+    config, model, sess = checkpoints.load_run(args.checkpoint, [arch1_hidden, arch2_output])
     log(f"sample.py: {config['architecture']} at step {config['step']:,} from {args.checkpoint}")
     rng = np.random.default_rng(args.seed)
     for _ in range(args.num_samples):

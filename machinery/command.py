@@ -8,7 +8,9 @@ import signal
 import sys
 import threading
 
-from data import UserError
+
+class UserError(Exception):
+    """A mistake the user can fix (a bad option, an unusable file or run folder); the message says how, in one line."""
 
 
 class Stopped(KeyboardInterrupt):

@@ -254,7 +254,7 @@ def session_loop(run, model, session, batch, state, sample, rng):
         loss, learning_rate, grad_norm, state = train_step(batch_x, batch_y, state)
         run.record(step, loss, learning_rate, grad_norm)
         if step % hp["eval_frequency"] == 0:
-            run.validate(step, state)
+            run.save(step, state, run.validate(step))
             for _ in range(3):
                 run.say("  sample: " + sample(session, model, 80, rng))
     return run.finish(state)

@@ -7,8 +7,8 @@ import sys
 import numpy as np
 
 import data
-from data import UserError
-from machinery import graphs, settings
+from machinery import graphs, memory, settings
+from machinery.command import UserError
 from machinery.tf1 import tf
 
 try:  # TensorFlow's internal protobuf path; if it moves, make_callable falls back to the public API
@@ -81,27 +81,6 @@ class CallableSession(tf.Session):
 # ---------------------------------------------------------------------------------------------
 # Memory: refused in one line before the graph is built, rather than an abort inside TensorFlow.
 # ---------------------------------------------------------------------------------------------
-def available_memory():
-    """Bytes this process may still allocate: the smaller of the machine's available memory and its cgroup's
-    limit (Linux); None where the platform does not say."""
-    limits = []
-    try:
-        with open("/proc/meminfo") as f:
-            limits += [int(line.split()[1]) * 1024 for line in f if line.startswith("MemAvailable:")]
-    except (OSError, ValueError, IndexError):
-        pass
-    try:
-        with open("/sys/fs/cgroup/memory.max") as f:
-            limit = f.read().strip()
-        with open("/sys/fs/cgroup/memory.current") as f:
-            used = int(f.read().strip())
-        if limit != "max":
-            limits.append(int(limit) - used)
-    except (OSError, ValueError):
-        pass
-    return min(limits) if limits else None
-
-
 def training_memory(hp):
     """Bytes a run of hp needs, roughly and from above: every unrolled step keeps about eight hidden-wide
     tensors and four logit-wide ones per stream for the backward pass (training batch, and the evaluation
@@ -117,7 +96,7 @@ def training_memory(hp):
 
 def check_memory(hp):
     """UserError if a run of hp will not fit in the memory this process may use."""
-    needed, available = training_memory(hp), available_memory()
+    needed, available = training_memory(hp), memory.available()
     if available is not None and needed > available:
         raise UserError(f"this model needs about {needed / 2 ** 30:,.1f} GB to train and {available / 2 ** 30:,.1f} "
                         f"GB is available; use a smaller --num-nodes, --batch-size or --num-unrollings")

@@ -6,7 +6,7 @@ import math
 import os
 import re
 
-from data import UserError
+from machinery.command import UserError
 from machinery import graphs
 
 
@@ -24,7 +24,8 @@ LOOP_OPTIONS = dict(  # options of the run rather than the model; none of them c
     patience=(0, "early stopping: the run ends when this many validations in a row have not beaten the best "
                  "(its checkpoint is in best/); 0: never"),
 )
-INTRODUCED_LATER = {"init": "default", "patience": 0, "recurrent_init": "default"}  # settings older run folders lack, and the value they trained with
+# Settings a run folder's config.json may lack, and the value a run without them trained with.
+OPTIONAL_SETTINGS = {"init": "default", "patience": 0, "recurrent_init": "default"}
 CHOICES = {"activation": tuple(graphs.ACTIVATIONS), "combine": tuple(graphs.COMBINES),
            "optimizer": tuple(graphs.OPTIMIZERS), "graph": ("post", "fast"), "init": graphs.INITS,
            "recurrent_init": graphs.RECURRENT_INITS}
@@ -38,9 +39,9 @@ RANGES = {
 }
 
 
-def introduced_later(hparams):
-    """The INTRODUCED_LATER settings an architecture (hparams) or the loop takes."""
-    return {name: value for name, value in INTRODUCED_LATER.items() if name in hparams or name in LOOP_OPTIONS}
+def optional_settings(hparams):
+    """The OPTIONAL_SETTINGS an architecture (hparams) or the loop takes."""
+    return {name: value for name, value in OPTIONAL_SETTINGS.items() if name in hparams or name in LOOP_OPTIONS}
 
 
 def cores():

@@ -3,8 +3,15 @@ import numpy as np
 
 import data
 from batches import Batch, getWindowBatch
-from machinery import sessions, settings
+from machinery import checkpoints, sessions, settings
 from machinery.tf1 import tf
+
+
+def load_run(folder, **options):
+    """checkpoints.load_run of a folder of either script, as the tools call it."""
+    import arch1_hidden
+    import arch2_output
+    return checkpoints.load_run(folder, [arch1_hidden, arch2_output], **options)
 
 
 def hparams(module, **overrides):

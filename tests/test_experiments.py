@@ -18,7 +18,7 @@ import data
 import evaluate
 import experiments
 from machinery import ngram, sessions, settings
-from helpers import TINY, hparams, session, variables, write_corpus
+from helpers import TINY, hparams, load_run, session, variables, write_corpus
 
 pytestmark = pytest.mark.slow  # whole trainings, subprocesses and signals (-m "not slow" leaves them out)
 
@@ -180,7 +180,7 @@ def test_evaluate_scores_any_text(runs, corpus, tmp_path, capsys):
     scores = json.loads(capsys.readouterr().out)
     assert scores["chars"] == len(ids) - 1 and scores["step"] == 60 and scores["architecture"] == "arch1_hidden"
     assert scores["perplexity"] == pytest.approx(2 ** scores["bpc"], rel=1e-3) and 1 < scores["bpc"] < 4.8
-    config, model, sess = evaluate.runs.load_run(runs / "one")
+    config, model, sess = load_run(runs / "one")
     assert scores["bpc"] == pytest.approx(sessions.Evaluator(sess, model)(ids) / math.log(2), abs=1e-4)
     assert evaluate.main(["--checkpoint", str(runs / "two"), "--data", str(corpus)]) == 0
     own = capsys.readouterr().out
@@ -284,6 +284,6 @@ def test_results_score_the_best_checkpoint_as_well_as_the_last(corpus, tmp_path,
     best = evaluate.evaluate(out / "best", corpus, log=lambda s: None)
     assert best["step"] == 20
     test_ids = data.split(data.text_to_ids(corpus.read_text()))[2]
-    config, model, sess = evaluate.runs.load_run(out / "best")
+    config, model, sess = load_run(out / "best")
     assert results["best_test_bpc"] == pytest.approx(sessions.Evaluator(sess, model)(test_ids) / math.log(2), abs=1e-4)
     assert results["best_test_bpc"] > results["test_bpc"]  # 40 more steps of adam did help

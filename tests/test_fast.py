@@ -9,8 +9,8 @@ import pytest
 import arch1_hidden
 import arch2_output
 import sample
-from machinery import runs, sessions
-from helpers import TINY, feed, hparams, megabatches, one_hot_text, random_weights, session, write_corpus
+from machinery import sessions
+from helpers import TINY, feed, load_run, hparams, megabatches, one_hot_text, random_weights, session, write_corpus
 from machinery.tf1 import tf
 
 SMALL = dict(num_nodes=4, num_unrollings=5, threads=2)  # two chains in fast.recurrence
@@ -135,7 +135,7 @@ def test_a_checkpoint_of_one_graph_samples_the_same_text_with_the_other(module, 
     assert json.loads((out / "results.json").read_text())["graph"] == trained_with
     texts = []
     for graph in ("post", "fast"):
-        config, model, sess = runs.load_run(out, graph=graph)
+        config, model, sess = load_run(out, graph=graph)
         assert (model.batch_x is None) == (graph == "post")
         texts.append("".join(sample.generate(sess, model, 300, np.random.default_rng(8), prime="the ")))
     assert texts[0] == texts[1] and len(set(texts[0])) > 5

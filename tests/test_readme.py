@@ -10,13 +10,15 @@ import pytest
 import evaluate
 import experiments
 import sample
-from machinery import architectures, settings
+import arch1_hidden
+import arch2_output
+from machinery import settings
 
 ROOT = Path(__file__).resolve().parent.parent
 PARSERS = {"sample.py": sample.build_parser, "evaluate.py": evaluate.build_parser,
            "experiments.py": experiments.build_parser,
-           **{f"{name}.py": (lambda m: lambda: settings.build_parser(m.ARCHITECTURE, m.HPARAMS))(
-               architectures.script(name)) for name in architectures.NAMES}}
+           **{f"{m.ARCHITECTURE}.py": (lambda m: lambda: settings.build_parser(m.ARCHITECTURE, m.HPARAMS))(m)
+              for m in (arch1_hidden, arch2_output)}}
 
 
 def readme_commands():

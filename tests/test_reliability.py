@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 import arch1_hidden
-from machinery import runs
+from machinery import folder as run_folder
+from machinery.command import UserError
 from helpers import TINY, write_corpus
 
 pytestmark = pytest.mark.slow  # whole trainings, subprocesses and signals (-m "not slow" leaves them out)
@@ -41,7 +42,7 @@ def one_line_error(capsys, prefix="arch1_hidden.py: error: "):
 
 
 def config_of(folder):
-    return runs.read_config(folder)
+    return run_folder.read_config(folder)
 
 
 @POSIX
@@ -98,8 +99,8 @@ def test_a_full_disk_is_found_before_training(corpus, tmp_path, capsys, monkeypa
     out = tmp_path / "run"
     assert arch1_hidden.main(["--data", str(corpus), "--out", str(out), *TINY, "--num-steps", "20"]) == 0
     (out / ".lock").touch()  # an empty file can still be made on a full disk: the old check passed
-    real = runs.shutil.disk_usage
-    monkeypatch.setattr(runs.shutil, "disk_usage", lambda p: real(p)._replace(free=4096))
+    real = run_folder.shutil.disk_usage
+    monkeypatch.setattr(run_folder.shutil, "disk_usage", lambda p: real(p)._replace(free=4096))
     saved = lambda: {p.name: p.read_bytes() for p in out.iterdir() if p.is_file() and p.name != ".lock"}
     before = saved()
     assert arch1_hidden.main(["--out", str(out), "--resume", "--num-steps", "60"]) == 1
@@ -242,7 +243,7 @@ def test_the_tools_read_a_run_that_is_training(corpus, tmp_path):
             assert sample.main(["--checkpoint", str(out), "--length", "20"]) == 0
             assert evaluate.main(["--checkpoint", str(out), "--data", str(corpus), "--json"]) == 0
             assert gradients.main([str(out), "--plot", str(tmp_path / "g.png")]) == 0
-        assert proc.poll() is None and runs.read_config(out)["step"] > 30  # it went on saving all along
+        assert proc.poll() is None and run_folder.read_config(out)["step"] > 30  # it went on saving all along
     finally:
         proc.send_signal(signal.SIGINT)
         proc.communicate(timeout=120)
@@ -250,8 +251,8 @@ def test_the_tools_read_a_run_that_is_training(corpus, tmp_path):
 
 
 def test_a_model_too_large_for_the_memory_is_refused_before_building(corpus, tmp_path, capsys, monkeypatch):
-    from machinery import sessions
-    monkeypatch.setattr(sessions, "available_memory", lambda: 2 ** 30)  # a machine with 1 GB left
+    from machinery import memory, sessions
+    monkeypatch.setattr(memory, "available", lambda: 2 ** 30)  # a machine with 1 GB left
     argv = ["--data", str(corpus), "--out", str(tmp_path / "run"), "--batch-size", "128", "--num-nodes", "4096",
             "--num-unrollings", "100"]  # all in range; about 3.4 GB
     assert arch1_hidden.main(argv) == 1
@@ -290,12 +291,12 @@ def test_an_experiment_killed_takes_its_training_run_with_it(corpus, tmp_path):
     while time.time() < deadline and "interrupted: saved step" not in log():
         time.sleep(0.2)
     assert "interrupted: saved step" in (out / "train.log").read_text()  # the child got SIGTERM, saved, stopped
-    assert runs.read_config(out)["step"] >= 30
+    assert run_folder.read_config(out)["step"] >= 30
     while time.time() < deadline:  # and it ended: its lock is free
         try:
-            with runs.lock(out):
+            with run_folder.lock(out):
                 break
-        except runs.UserError:
+        except UserError:
             time.sleep(0.2)
     else:
         pytest.fail("the training run outlived its experiment")

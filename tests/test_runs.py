@@ -18,8 +18,8 @@ import pytest
 import arch1_hidden
 import gradients
 import sample
-from machinery import runs, sessions, training
-from helpers import TINY, write_corpus
+from machinery import folder as run_folder, sessions, training
+from helpers import TINY, load_run, write_corpus
 
 pytestmark = pytest.mark.slow  # whole trainings, subprocesses and signals (-m "not slow" leaves them out)
 
@@ -121,7 +121,7 @@ def test_ctrl_c_during_the_final_evaluation_keeps_the_last_steps(corpus, tmp_pat
 
     out = tmp_path / "run"
     with monkeypatch.context() as patch:
-        patch.setattr(training, "final_score", interrupted)
+        patch.setattr(training, "final_scores", interrupted)
         assert train(["--data", corpus, "--out", out, *TINY, "--eval-frequency", 1000, "--num-steps", 30]) == 130
     printed = capsys.readouterr().out
     assert "interrupted during the final evaluation: step 30 is saved" in printed
@@ -174,7 +174,7 @@ def test_a_folder_that_cannot_be_written_is_found_at_start(trained, tmp_path, ca
     def read_only(*args, **kwargs):
         raise PermissionError(13, "Permission denied")  # what a read-only folder gives (root ignores chmod)
 
-    monkeypatch.setattr(runs.tempfile, "TemporaryFile", read_only)
+    monkeypatch.setattr(run_folder.tempfile, "TemporaryFile", read_only)
     before = files(folder)
     assert train(["--out", folder, "--resume", "--num-steps", 60]) == 1
     assert "cannot write in" in one_line_error(capsys) and files(folder) == before
@@ -193,7 +193,7 @@ def test_a_failed_save_names_the_last_good_checkpoint(trained, tmp_path, capsys)
 
 def test_two_trainings_cannot_share_a_folder(trained, tmp_path, capsys):
     folder = copy(trained, tmp_path)
-    with runs.lock(folder):  # as a training run in another process holds it
+    with run_folder.lock(folder):  # as a training run in another process holds it
         assert train(["--out", folder, "--resume", "--num-steps", 60]) == 1
         err = one_line_error(capsys)
     assert f"is in use by another training run (pid {os.getpid()} on " in err
@@ -224,9 +224,9 @@ def test_a_checkpoint_being_pruned_while_sampling_is_retried(trained, tmp_path, 
     for path in folder.glob("model.ckpt-20.*"):
         path.unlink()  # pruned by the training run after sample.py read config.json
     reads = []
-    real_read = runs.read_config
-    monkeypatch.setattr(runs, "read_config", lambda f: reads.append(1) or (stale if len(reads) == 1 else real_read(f)))
-    config, model, sess = runs.load_run(folder)
+    real_read = run_folder.read_config
+    monkeypatch.setattr(run_folder, "read_config", lambda f: reads.append(1) or (stale if len(reads) == 1 else real_read(f)))
+    config, model, sess = load_run(folder)
     assert config["checkpoint"] == "model.ckpt-40" and len(reads) == 2  # the stale one, then the newest
 
 

@@ -14,8 +14,7 @@ import arch1_hidden
 import arch2_output
 import data
 import sample
-from machinery import runs
-from helpers import TINY, sample_probs, write_corpus
+from helpers import TINY, load_run, sample_probs, write_corpus
 
 ALPHABET = set(data.ALPHABET)
 
@@ -107,7 +106,7 @@ def test_high_temperature_is_close_to_uniform(run_dir, capsys):
 @pytest.mark.slow
 def test_sampled_frequencies_match_the_models_softmax(run_dir, capsys):
     counts = first_characters(capsys, run_dir, "--prime", "the")
-    config, model, sess = runs.load_run(run_dir)
+    config, model, sess = load_run(run_dir)
     p = sample_probs(sess, model, data.text_to_ids("the"))[-1]
     p = p.astype(np.float64) / p.sum()
     assert p.max() > 0.2  # the model has learnt something, so this is not a test of the uniform case
