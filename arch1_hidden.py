@@ -9,6 +9,7 @@ branch (build_graph), and the Session loop that trains it and samples from it (s
 about 1.5 times quicker), which the tests prove equal to this one. Run `python arch1_hidden.py --help` for
 the options; README.md explains the output.
 """
+import machinery.startup  # noqa: F401 -- first: Ctrl-C while the libraries load exits quietly
 import sys
 
 import numpy as np

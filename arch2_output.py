@@ -12,6 +12,7 @@ branch (build_graph), and the Session loop that trains it and samples from it (s
 `python arch2_output.py` runs. machinery/fast.py holds the same model rewritten for speed (--graph fast),
 which the tests prove equal to this one. Run `python arch2_output.py --help` for the options.
 """
+import machinery.startup  # noqa: F401 -- first: Ctrl-C while the libraries load exits quietly
 import sys
 
 import numpy as np

@@ -10,6 +10,7 @@ defaults, beside a baseline: the post's graph run the post's own way (getWindowB
 built one character at a time in Python loops, as its listing does, float one-hot feeds, TensorFlow's default
 Session), written from the description of the author's code. Each configuration runs in its own process.
 """
+import machinery.startup  # noqa: F401 -- first: Ctrl-C while the libraries load exits quietly
 import argparse
 import contextlib
 import io
@@ -233,7 +234,7 @@ def in_subprocess(which, quick):
 
 
 def main(argv=None):
-    parser = settings.OneLineParser(prog="bench.py", description=__doc__.split("\n")[0])
+    parser = settings.OneLineParser(prog="bench.py", description=settings.description(__doc__))
     parser.add_argument("--json", metavar="PATH", help="also write the figures as JSON")
     parser.add_argument("--memory", action="store_true",
                         help="also measure peak memory of a default run on a 100M-character corpus (~2 min)")

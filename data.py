@@ -4,6 +4,8 @@ The post's "Data" section in code, in its order: download text8 (or read any tex
 into train / valid / test; then the alphabet, characters to ids and one-hot vectors, a vector as a 2-D array,
 sampling from a distribution and a random distribution over the alphabet.
 """
+if __name__ == "__main__":  # python data.py: first, Ctrl-C while numpy loads exits quietly
+    import machinery.startup  # noqa: F401
 import errno
 import hashlib
 import os
@@ -18,12 +20,9 @@ from pathlib import Path
 import numpy as np
 
 
-from machinery import memory
-from machinery.command import UserError
-
-
-class DataError(UserError):
-    """A problem with the data that the user can fix; its message is one line saying how."""
+class DataError(Exception):
+    """A problem with the data that the user can fix; its message is one line saying how (the tools print it as
+    they print any user mistake: machinery/command.py)."""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -177,11 +176,15 @@ def check_path(path):
 
 
 def _check_fits_in_memory(path, size):
-    """DataError if a text of size bytes cannot be held (with its ids) in the memory this process may use."""
-    available = memory.available()
-    if available is not None and 3 * size > available:
-        raise DataError(f"{path} holds {size / 2 ** 30:,.1f} GB of text and {available / 2 ** 30:,.1f} GB of memory "
-                        f"is available; pass a smaller text")
+    """DataError if a text of size bytes, with its ids, cannot be held in this machine's memory (a huge or a
+    sparse file is refused before it is read)."""
+    try:
+        memory = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, ValueError, OSError):  # the platform does not say (Windows)
+        return
+    if 3 * size > memory:
+        raise DataError(f"{path} holds {size / 2 ** 30:,.1f} GB of text, too much for this machine's "
+                        f"{memory / 2 ** 30:,.1f} GB of memory; pass a smaller text")
 
 
 def load_text(path, log=print):
@@ -354,14 +357,22 @@ def entropies(ids):
     return float(h1) + 0.0, max(0.0, float(h2))  # never "-0.000"
 
 
-if __name__ == "__main__":  # python data.py [PATH]: load a corpus and report its size, split and entropies
-    try:
-        corpus, src = load_corpus(sys.argv[1] if len(sys.argv) > 1 else None)
-    except DataError as err:
-        sys.exit(f"error: {err}")
+def describe(argv):
+    """python data.py [PATH]: loads a corpus (text8 without PATH) and reports its size, split and entropies;
+    returns the exit status."""
+    corpus, source = load_corpus(argv[0] if argv else None, log=lambda s: print(s, file=sys.stderr))
     parts = split(corpus)
-    print(f"{src}: {len(corpus):,} characters; train {len(parts[0]):,}, valid {len(parts[1]):,}, "
+    print(f"{source}: {len(corpus):,} characters; train {len(parts[0]):,}, valid {len(parts[1]):,}, "
           f"test {len(parts[2]):,}")
     for name, part in zip(("train", "valid", "test"), parts):
         h1, h2 = entropies(part)
         print(f"{name}: unigram entropy {h1:.3f} bits/char, bigram (given the previous character) {h2:.3f}")
+    return 0
+
+
+if __name__ == "__main__":
+    # The tools' command-line contract (one line for a mistake, 130 for Ctrl-C, a full disk said): it knows the
+    # importable module `data`, whose describe() runs here.
+    from machinery import command
+    import data
+    sys.exit(command.run_command("data.py", data.describe, sys.argv[1:]))

@@ -10,6 +10,7 @@ feeds back the true previous characters instead of the model's own outputs. --ng
 experiments' tables carry: the splits are the training scripts' (90/5/5), so its figures compare with a
 run's valid_bpc and test_bpc.
 """
+import machinery.startup  # noqa: F401 -- first: Ctrl-C while the libraries load exits quietly
 import json
 import sys
 import time
@@ -22,7 +23,7 @@ from machinery.command import UserError
 
 
 def build_parser():
-    parser = settings.OneLineParser(prog="evaluate.py", description=__doc__.split("\n")[0])
+    parser = settings.OneLineParser(prog="evaluate.py", description=settings.description(__doc__))
     parser.add_argument("--checkpoint", metavar="DIR", default="checkpoints/arch1",
                         help="run folder; its config.json names the checkpoint used (DIR/best holds the best by "
                              "validation) (default checkpoints/arch1)")

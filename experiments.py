@@ -10,6 +10,7 @@ resumed, so running the same command again continues where it stopped. Then OUT/
 row per run), summary.md (one row per configuration: mean and standard deviation over the seeds, and a
 verdict line per claim) and validation.png (the validation curves, mean and range across seeds).
 """
+import machinery.startup  # noqa: F401 -- first: Ctrl-C while the libraries load exits quietly
 import contextlib
 import csv
 import json
@@ -25,7 +26,7 @@ import arch1_hidden
 import arch2_output
 import data
 import plot
-from machinery import folder as run_folder, ngram, settings
+from machinery import folder as run_folders, ngram, settings
 from machinery.command import STOP_SIGNALS, UserError, run_command
 
 
@@ -268,7 +269,7 @@ def ngram_rows(data_path, folder):
     for order in NGRAM_ORDERS:
         model = ngram.KneserNey(train, order)
         orders[order] = {"valid_bpc": round(model.bpc(valid), 4), "test_bpc": round(model.bpc(test), 4)}
-    run_folder.write_json(cache, {"corpus": key, "orders": orders})
+    run_folders.write_json(cache, {"corpus": key, "orders": orders})
     return orders
 
 
@@ -276,11 +277,11 @@ def summarise(name, runs, out, command_line, data_path=None):
     """Writes summary.csv, summary.md and validation.png for the finished runs of a set; returns summary.md."""
     folder = Path(out) / name
     rows = []
-    for config, seed, run_folder, _ in runs:
-        if status(run_folder) == "done":
-            results = results_of(run_folder)
+    for config, seed, run_path, _ in runs:
+        if status(run_path) == "done":
+            results = results_of(run_path)
             rows.append({**{k: results.get(k) for k in FIELDS}, "config": config, "seed": seed,
-                         "folder": str(run_folder)})
+                         "folder": str(run_path)})
     with open(folder / "summary.csv", "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=FIELDS)
         writer.writeheader()
@@ -368,7 +369,7 @@ def draw_curves(by_config, path, name):
 
 def build_parser():
     number = settings.checked_number
-    parser = settings.OneLineParser(prog="experiments.py", description=__doc__.split("\n")[0])
+    parser = settings.OneLineParser(prog="experiments.py", description=settings.description(__doc__))
     parser.add_argument("set", choices=tuple(SETS), help="claims: the post's claims; recipe: the best "
                         "configuration against the post's defaults on a time budget")
     parser.add_argument("--data", metavar="PATH", help="the corpus every run trains on (default: text8)")

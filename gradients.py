@@ -7,6 +7,7 @@ k steps earlier (the hidden state in Arch 1, the previous output in Arch 2). The
 batch of streams of validation text, is written to RUN/gradients.csv (RUN/gradients-init.csv with --init)
 and drawn, all runs on one log-scale plot. A fast fall with k is the vanishing gradient the post warns of.
 """
+import machinery.startup  # noqa: F401 -- first: Ctrl-C while the libraries load exits quietly
 import csv
 import sys
 from pathlib import Path
@@ -109,7 +110,7 @@ def main(argv=None):
 
 
 def _main(argv):
-    parser = settings.OneLineParser(prog="gradients.py", description=__doc__.split("\n")[0])
+    parser = settings.OneLineParser(prog="gradients.py", description=settings.description(__doc__))
     parser.add_argument("runs", nargs="+", metavar="RUN", help="run folders (as written by the training scripts)")
     parser.add_argument("--init", action="store_true",
                         help="measure freshly initialised models with each run's hyperparameters and seed")

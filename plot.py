@@ -7,6 +7,7 @@ between them, overfitting, shows), the learning rate, and the gradient's global 
 mean over each report period, and dotted its largest). Every line is in a legend. TensorBoard
 (`tensorboard --logdir checkpoints`) is the live view; this is for the docs and for users without it.
 """
+import machinery.startup  # noqa: F401 -- first: Ctrl-C while the libraries load exits quietly
 import os
 import sys
 from pathlib import Path
@@ -76,7 +77,7 @@ def main(argv=None):
 
 
 def _main(argv):
-    parser = settings.OneLineParser(prog="plot.py", description=__doc__.split("\n")[0])
+    parser = settings.OneLineParser(prog="plot.py", description=settings.description(__doc__))
     parser.add_argument("runs", nargs="+", metavar="RUN", help="run folders")
     parser.add_argument("--out", metavar="PNG", help="output file (default: RUN/curves.png for one run, "
                         "curves.png here for several)")

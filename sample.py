@@ -2,6 +2,7 @@
 
 The run folder's config.json names the architecture, its hyperparameters and the checkpoint to load.
 """
+import machinery.startup  # noqa: F401 -- first: Ctrl-C while the libraries load exits quietly
 import signal
 import sys
 
@@ -94,7 +95,7 @@ def _main(argv):
     log = lambda message: print(message, file=sys.stderr)
     prime = clean_prime(args.prime, log)
     config, model, sess = checkpoints.load_run(args.checkpoint, [arch1_hidden, arch2_output])
-    log(f"sample.py: {config['architecture']} at step {config['step']:,} from {args.checkpoint}")
+    log(f"sample.py: generating from {config['architecture']} at step {config['step']:,} ({args.checkpoint})")
     rng = np.random.default_rng(args.seed)
     for _ in range(args.num_samples):
         made = []

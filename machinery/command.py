@@ -8,6 +8,9 @@ import signal
 import sys
 import threading
 
+from data import DataError
+from machinery import startup
+
 
 class UserError(Exception):
     """A mistake the user can fix (a bad option, an unusable file or run folder); the message says how, in one line."""
@@ -46,6 +49,7 @@ def run_command(prog, main, argv=None, training=False):
     training: stdout is line-buffered (each report line reaches a log file as it is printed) and may go away
     without stopping the run (OutputThatMayGoAway).
     """
+    startup.done()  # Ctrl-C is KeyboardInterrupt again, and handled here
     if sys.platform != "win32" and threading.current_thread() is threading.main_thread():
         for s in (signal.SIGTERM, signal.SIGHUP):
             if signal.getsignal(s) == signal.SIG_DFL:
@@ -59,7 +63,7 @@ def run_command(prog, main, argv=None, training=False):
         status = main(argv)
         sys.stdout.flush()  # a full disk or a closed pipe is found here, not after the exit status is set
         return status
-    except UserError as e:
+    except (UserError, DataError) as e:
         print(f"{prog}: error: {e}", file=sys.stderr)
         return 1
     except BrokenPipeError:  # `| head`: the reader has what it wanted

@@ -89,19 +89,10 @@ def recurrence(pre_activations, W, h, activation, chains):
     steps = pre_activations.shape[0] // batch
     sizes = _split_sizes(batch, min(chains, batch))
 
-    def by_chain(stacked):
-        """[steps * batch, n] -> [chain][step] blocks of [rows of the chain, n]."""
-        blocks = [tf.split(step, sizes) for step in tf.split(stacked, steps)]
-        return [[blocks[t][k] for t in range(steps)] for k in range(len(sizes))]
-
-    def stacked(blocks):
-        """The inverse of by_chain."""
-        return tf.concat([chain[t] for t in range(steps) for chain in blocks], axis=0)
-
     @tf.custom_gradient
     def forward(W, h0, pre):
-        h0s, pres, hs = tf.split(h0, sizes), by_chain(pre), []
-        for h, pre_k in zip(h0s, pres):
+        h0s, hs = tf.split(h0, sizes), []
+        for h, pre_k in zip(h0s, _by_chain(pre, sizes, steps)):
             hs_k = []
             for p in pre_k:
                 h = act(p + tf.matmul(h, W))
@@ -109,22 +100,41 @@ def recurrence(pre_activations, W, h, activation, chains):
             hs.append(hs_k)
 
         def backward(d_hs):
-            W_T = tf.transpose(W)  # once: transpose_b=True ran at half speed (sessions.session_config)
-            d_pre, d_h0, d_W = [], [], []
-            for h0_k, hs_k, d_hs_k in zip(h0s, hs, by_chain(d_hs)):
-                d_pre_k, d_h = [None] * steps, None
-                for t in reversed(range(steps)):
-                    d_h = d_hs_k[t] if d_h is None else d_hs_k[t] + d_h  # from the output, and from step t + 1
-                    d_pre_k[t] = act_grad(d_h, hs_k[t])
-                    d_h = tf.matmul(d_pre_k[t], W_T)  # dL/dh_{t-1}
-                d_W.append(tf.matmul(tf.concat([h0_k] + hs_k[:-1], 0), tf.concat(d_pre_k, 0), transpose_a=True))
-                d_pre.append(d_pre_k)
-                d_h0.append(d_h)
-            return tf.add_n(d_W), tf.concat(d_h0, 0), stacked(d_pre)
+            d_W, d_h0, d_pre = _walk_back(W, h0s, hs, _by_chain(d_hs, sizes, steps), act_grad)
+            return d_W, tf.concat(d_h0, 0), _stacked(d_pre, steps)
 
-        return stacked(hs), backward
+        return _stacked(hs, steps), backward
 
     return forward(tf.convert_to_tensor(W), h, pre_activations)
+
+
+def _by_chain(stacked, sizes, steps):
+    """[steps * batch, n] -> [chain][step] blocks of [rows of the chain, n], the chains' rows given by sizes."""
+    blocks = [tf.split(step, sizes) for step in tf.split(stacked, steps)]
+    return [[blocks[t][k] for t in range(steps)] for k in range(len(sizes))]
+
+
+def _stacked(blocks, steps):
+    """The inverse of _by_chain."""
+    return tf.concat([chain[t] for t in range(steps) for chain in blocks], axis=0)
+
+
+def _walk_back(W, h0s, hs, d_hs, act_grad):
+    """Backpropagation through time, written out, chain by chain (recurrence's docstring has the equations):
+    (dL/dW, [dL/dh_0 of each chain], [[dL/dp_t of each step] of each chain]), from the states h_0 and h_t of
+    each chain and the gradients dL/dh_t that reach each h_t from the output."""
+    W_T = tf.transpose(W)  # once: transpose_b=True ran at half speed (sessions.session_config)
+    d_pre, d_h0, d_W = [], [], []
+    for h0_k, hs_k, d_hs_k in zip(h0s, hs, d_hs):
+        d_pre_k, d_h = [None] * len(hs_k), None
+        for t in reversed(range(len(hs_k))):
+            d_h = d_hs_k[t] if d_h is None else d_hs_k[t] + d_h  # from the output, and from step t + 1
+            d_pre_k[t] = act_grad(d_h, hs_k[t])
+            d_h = tf.matmul(d_pre_k[t], W_T)  # dL/dh_{t-1}
+        d_W.append(tf.matmul(tf.concat([h0_k] + hs_k[:-1], 0), tf.concat(d_pre_k, 0), transpose_a=True))
+        d_pre.append(d_pre_k)
+        d_h0.append(d_h)
+    return tf.add_n(d_W), d_h0, d_pre
 
 
 def optimize(loss, hp):
@@ -143,6 +153,31 @@ def optimize(loss, hp):
     return train_op, learning_rate, grad_norm
 
 
+def _concat_unroll(inputs, h, weights, activation, num_chains):
+    """Arch 1's unroll with concat (technique 3): (every step's logits [steps * batch, 27], the last state).
+
+    h_t = act(concat([x_t U, h_{t-1} W]) + b) splits into two halves that never mix. With W = [W_a; W_r],
+    b = [b_a; b_r] and V = [V_a; V_r] (top and bottom n rows):
+        a_t = act(x_t U + b_a)                        sees only the current character,
+        r_t = act(a_{t-1} W_a + r_{t-1} W_r + b_r)    sees only the past,
+        logits_t = a_t V_a + r_t V_r + c.
+    x_t is one-hot, so a_t is the row of A = act(U + b_a) for the current character: a_t = x_t A,
+    a_t W_a = x_t (A W_a), a_t V_a = x_t (A V_a). Those [27, n] tables are made once per run; only r_{t-1} W_r
+    remains recurrent, the rest is one matmul for all steps.
+    """
+    U, W, b, V, c = weights
+    batch, x = inputs[0].shape[0], tf.concat(inputs, axis=0)  # x: [steps * batch, 27]
+    W_a, W_r = tf.split(W, 2, axis=0)  # [n, n] each
+    b_a, b_r = tf.split(b, 2)
+    V_a, V_r = tf.split(V, 2, axis=0)  # [n, 27] each
+    a_0, r_0 = tf.split(h, 2, axis=1)  # the state carried in (a_0 W_a is the first a_{t-1} W_a)
+    A = graphs.ACTIVATIONS[activation](U + b_a)  # [27, n]: a_t for each character
+    a_prev_W = tf.concat([tf.matmul(a_0, W_a), tf.matmul(x[:-batch], tf.matmul(A, W_a))], axis=0)
+    r = recurrence(a_prev_W + b_r, W_r, r_0, activation, num_chains)
+    logits = tf.matmul(x, tf.matmul(A, V_a)) + tf.matmul(r, V_r) + c
+    return logits, tf.concat([tf.matmul(inputs[-1], A), r[-batch:]], axis=1)
+
+
 def arch1_graph(hp):
     """Arch 1 (arch1_hidden.build_graph), fast: training, evaluation and sampling branches."""
     graph = tf.Graph()
@@ -156,27 +191,10 @@ def arch1_graph(hp):
 
         def unroll(inputs, h):
             """arch1_hidden's unroll: (every step's logits [steps * batch, 27], the last state)."""
-            steps, batch = len(inputs), inputs[0].shape[0]
-            x = tf.concat(inputs, axis=0)  # [steps * batch, 27]
             if concat:
-                # h_t = act(concat([x_t U, h_{t-1} W]) + b) splits into two halves that never mix. With
-                # W = [W_a; W_r], b = [b_a; b_r] and V = [V_a; V_r] (top and bottom n rows):
-                #   a_t = act(x_t U + b_a)                        sees only the current character,
-                #   r_t = act(a_{t-1} W_a + r_{t-1} W_r + b_r)    sees only the past,
-                #   logits_t = a_t V_a + r_t V_r + c.
-                # x_t is one-hot, so a_t is the row of A = act(U + b_a) for the current character: a_t = x_t A,
-                # a_t W_a = x_t (A W_a), a_t V_a = x_t (A V_a). Those [27, n] tables are made once per run;
-                # only r_{t-1} W_r remains recurrent, the rest is one matmul for all steps.
-                W_a, W_r = tf.split(W, 2, axis=0)  # [n, n] each
-                b_a, b_r = tf.split(b, 2)
-                V_a, V_r = tf.split(V, 2, axis=0)  # [n, 27] each
-                a_0, r_0 = tf.split(h, 2, axis=1)  # the state carried in (a_0 W_a is the first a_{t-1} W_a)
-                A = act(U + b_a)  # [27, n]: a_t for each character
-                a_prev_W = tf.concat([tf.matmul(a_0, W_a), tf.matmul(x[:-batch], tf.matmul(A, W_a))], axis=0)
-                r = recurrence(a_prev_W + b_r, W_r, r_0, hp["activation"], num_chains)
-                logits = tf.matmul(x, tf.matmul(A, V_a)) + tf.matmul(r, V_r) + c
-                return logits, tf.concat([tf.matmul(inputs[-1], A), r[-batch:]], axis=1)
-            xU = tf.matmul(x, U)  # x_t U for every step in one matmul: it does not depend on the past
+                return _concat_unroll(inputs, h, (U, W, b, V, c), hp["activation"], num_chains)
+            steps, batch = len(inputs), inputs[0].shape[0]
+            xU = tf.matmul(tf.concat(inputs, axis=0), U)  # x_t U for all steps in one matmul: it needs no past
             if hp["combine"] == "add":
                 hs = recurrence(xU + b, W, h, hp["activation"], num_chains)  # act(x_t U + b + h_{t-1} W)
             else:  # multiply: x_t U scales h_{t-1} W, so the loop is written out here and TF differentiates it

@@ -173,6 +173,31 @@ def lock(folder):
         handle.close()
 
 
+@contextlib.contextmanager
+def claim(out):
+    """The run folder out for the length of a run: made if need be, checked writable, locked (lock()), and
+    cleared of what saves that died left in it. A run that fails before writing anything there leaves nothing
+    behind: the lock file it made, and the folders made for it, go too."""
+    made = [p for p in (out, *out.parents) if not p.exists()]  # innermost first
+    lock_made = not (out / LOCK).exists()
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        check_writable(out)  # a read-only folder or a full disk is found now, not at the first save
+        with lock(out):
+            try:
+                remove_dead_saves(out)  # under the lock: no live save is running
+                yield
+            except BaseException:
+                if lock_made and [p.name for p in out.iterdir()] == [LOCK]:
+                    remove([out / LOCK])
+                raise
+    except BaseException:
+        for path in made:
+            with contextlib.suppress(OSError):
+                path.rmdir()  # only if empty
+        raise
+
+
 # ---------------------------------------------------------------------------------------------
 # config.json.
 # ---------------------------------------------------------------------------------------------
@@ -186,6 +211,14 @@ def write_config(folder, config):
     """Writes config.json of a run folder; returns config."""
     write_json(Path(folder) / CONFIG, config)
     return config
+
+
+def new_config(architecture, hp, source, ids, cursors):
+    """The config.json of a new run, before its first checkpoint: the architecture, its settings hp, the corpus
+    (where it lies, and what identifies it) and the cursors of its batch."""
+    return {"architecture": architecture, "hparams": hp, "data": source, **corpus_id(ids), "step": 0,
+            "checkpoint": None, "saved": [], "batch_position": cursors, "train_seconds": 0.0, "budget_start": 0.0,
+            "best_valid_bpc": None}
 
 
 def damaged(path, what):

@@ -10,10 +10,11 @@ import data
 from machinery.tf1 import tf
 
 alphabet_size = data.alphabet_size
-ACTIVATIONS = {"relu": tf.nn.relu, "tanh": tf.tanh}
-COMBINES = {"concat": lambda xU, hW: tf.concat([xU, hW], axis=1), "add": tf.add, "multiply": tf.multiply}
-OPTIMIZERS = {"sgd": tf.train.GradientDescentOptimizer, "adadelta": tf.train.AdadeltaOptimizer,
-              "adam": tf.train.AdamOptimizer}
+ACTIVATIONS = {"relu": lambda z: tf.nn.relu(z), "tanh": lambda z: tf.tanh(z)}
+COMBINES = {"concat": lambda xU, hW: tf.concat([xU, hW], axis=1), "add": lambda xU, hW: xU + hW,
+            "multiply": lambda xU, hW: xU * hW}
+OPTIMIZERS = {"sgd": lambda rate: tf.train.GradientDescentOptimizer(rate),
+              "adadelta": lambda rate: tf.train.AdadeltaOptimizer(rate), "adam": lambda rate: tf.train.AdamOptimizer(rate)}
 INITS = ("default", "notebook")
 RECURRENT_INITS = ("default", "orthogonal", "identity")  # Arch 1's W only; ours, not the post's
 EVAL_STREAMS = 128  # parallel streams of the evaluation branch

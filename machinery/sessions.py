@@ -11,10 +11,20 @@ from machinery import graphs, memory, settings
 from machinery.command import UserError
 from machinery.tf1 import tf
 
-try:  # TensorFlow's internal protobuf path; if it moves, make_callable falls back to the public API
-    from tensorflow.core.protobuf.config_pb2 import CallableOptions
-except ImportError:
-    CallableOptions = None
+MISSING = object()
+CallableOptions = MISSING  # TensorFlow's internal protobuf (None if it has moved), looked up at the first callable
+
+
+def callable_options():
+    """TensorFlow's CallableOptions message, or None where its internal path has moved (make_callable then
+    falls back to the public API)."""
+    global CallableOptions
+    if CallableOptions is MISSING:
+        try:
+            from tensorflow.core.protobuf.config_pb2 import CallableOptions
+        except ImportError:
+            CallableOptions = None
+    return CallableOptions
 
 EVAL_MIN_SPAN = 2000  # characters a stream covers at least, so that few predictions start without context
 
@@ -39,43 +49,63 @@ def new_session(model):
     """A Session on a model's graph with the run's settings (session_config), whose run() takes the fast path of
     CallableSession."""
     graph = "fast" if model.batch_x is not None else "post"  # the graph built, whatever hp["graph"] says
-    return CallableSession(graph=model.graph, config=session_config(model.hp, graph))
+    return callable_session_class()(graph=model.graph, config=session_config(model.hp, graph))
 
 
-class CallableSession(tf.Session):
-    """tf.Session, with the same run(fetches, feed_dict=...) answering faster when it is called again and again
-    with the same list of fetches and the same placeholders: the post's training step, 81 fed arrays.
+_callable_session = []
 
-    Session.run spends about 19 us of Python on every fed array (1.7 ms of a 5 ms step for the post's graph,
-    measured: docs/performance.md). Here each distinct (fetches, placeholders) pair gets a Session callable
-    (make_callable) the first time, and later calls go through it: the same graph, the same feeds and the same
-    results, an operation's fetch still None; a single tensor fetched alone takes the same path. Anything
-    else (a dict of fetches, names as strings, options, arrays of another dtype than their placeholder's) goes
-    to Session.run unchanged, and so does everything where TensorFlow's private callable path is missing
-    (make_callable's public fallback calls run itself).
-    """
 
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self._callables = {}
+def callable_session_class():
+    """CallableSession (below), made once, when TensorFlow is loaded: it is a tf.Session."""
+    if not _callable_session:
+        _callable_session.append(_make_callable_session())
+    return _callable_session[0]
 
-    def run(self, fetches, feed_dict=None, options=None, run_metadata=None):
-        if isinstance(fetches, tf.Tensor) and feed_dict and options is None and run_metadata is None:
-            return self.run([fetches], feed_dict=feed_dict)[0]  # one tensor: the same fast path
-        if (CallableOptions is not None and hasattr(self, "_make_callable_from_options")  # the private path is there
-                and options is None and run_metadata is None
-                and isinstance(fetches, list) and feed_dict
-                and all(isinstance(f, (tf.Tensor, tf.Operation)) for f in fetches)
-                and all(isinstance(k, tf.Tensor) and isinstance(v, np.ndarray) and v.dtype == k.dtype.as_numpy_dtype
-                        for k, v in feed_dict.items())):
-            key = (tuple(fetches), tuple(feed_dict))
-            run = [f for f in fetches if f not in feed_dict]  # a fed tensor that is also fetched (Arch 2's last
-            if run and key not in self._callables:            # label) is the fed value
-                self._callables[key] = make_callable(self, run, list(feed_dict))
-            values = iter(self._callables[key](*feed_dict.values()) if run else ())
-            return [None if isinstance(f, tf.Operation) else feed_dict[f] if f in feed_dict else next(values)
-                    for f in fetches]
-        return super().run(fetches, feed_dict=feed_dict, options=options, run_metadata=run_metadata)
+
+def __getattr__(name):
+    """sessions.CallableSession, made at the first use of the name."""
+    if name == "CallableSession":
+        return callable_session_class()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def _make_callable_session():
+    class CallableSession(tf.Session):
+        """tf.Session, with the same run(fetches, feed_dict=...) answering faster when it is called again and
+        again with the same list of fetches and the same placeholders: the post's training step, 81 fed arrays.
+
+        Session.run spends about 19 us of Python on every fed array (1.7 ms of a 5 ms step for the post's
+        graph, measured: docs/performance.md). Here each distinct (fetches, placeholders) pair gets a Session
+        callable (make_callable) the first time, and later calls go through it: the same graph, the same feeds
+        and the same results, an operation's fetch still None; a single tensor fetched alone takes the same
+        path. Anything else (a dict of fetches, names as strings, options, arrays of another dtype than their
+        placeholder's) goes to Session.run unchanged, and so does everything where TensorFlow's private
+        callable path is missing (make_callable's public fallback calls run itself).
+        """
+
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            self._callables = {}
+
+        def run(self, fetches, feed_dict=None, options=None, run_metadata=None):
+            if isinstance(fetches, tf.Tensor) and feed_dict and options is None and run_metadata is None:
+                return self.run([fetches], feed_dict=feed_dict)[0]  # one tensor: the same fast path
+            private_path = callable_options() is not None and hasattr(self, "_make_callable_from_options")
+            if (private_path and options is None and run_metadata is None
+                    and isinstance(fetches, list) and feed_dict
+                    and all(isinstance(f, (tf.Tensor, tf.Operation)) for f in fetches)
+                    and all(isinstance(k, tf.Tensor) and isinstance(v, np.ndarray)
+                            and v.dtype == k.dtype.as_numpy_dtype for k, v in feed_dict.items())):
+                key = (tuple(fetches), tuple(feed_dict))
+                run = [f for f in fetches if f not in feed_dict]  # a fed tensor that is also fetched (Arch 2's last
+                if run and key not in self._callables:            # label) is the fed value
+                    self._callables[key] = make_callable(self, run, list(feed_dict))
+                values = iter(self._callables[key](*feed_dict.values()) if run else ())
+                return [None if isinstance(f, tf.Operation) else feed_dict[f] if f in feed_dict else next(values)
+                        for f in fetches]
+            return super().run(fetches, feed_dict=feed_dict, options=options, run_metadata=run_metadata)
+
+    return CallableSession
 
 
 # ---------------------------------------------------------------------------------------------
@@ -120,8 +150,8 @@ def make_callable(sess, fetches, feeds):
     tensors = [f for f in fetches if isinstance(f, tf.Tensor)]
     ops = [f for f in fetches if isinstance(f, tf.Operation)]
     make_from_options = getattr(sess, "_make_callable_from_options", None)
-    if CallableOptions is not None and make_from_options is not None:
-        options = CallableOptions()
+    if callable_options() is not None and make_from_options is not None:
+        options = callable_options()()
         options.feed.extend(t.name for t in feeds)
         options.fetch.extend(t.name for t in tensors)
         options.target.extend(op.name for op in ops)

@@ -2,6 +2,7 @@
 the same way on the command line and in a run folder's config.json.
 """
 import argparse
+import difflib
 import math
 import os
 import re
@@ -125,16 +126,35 @@ def check_settings(hp, hparams):
 # ---------------------------------------------------------------------------------------------
 # The command line: every setting as --name-with-dashes.
 # ---------------------------------------------------------------------------------------------
+def description(docstring):
+    """A tool's --help description: the first paragraph of its module's docstring, on one line."""
+    return " ".join(docstring.split("\n\n")[0].split())
+
+
 class OneLineParser(argparse.ArgumentParser):
+    """The tools' parser: an error is one line; an option must be spelt out (--num-step is not --num-steps)."""
+
     def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
+        super().__init__(*args, allow_abbrev=False, **kwargs)
         # -inf, -nan and -1e5 are values, not options, so that they get the range check's words (argparse's own
         # pattern knows only -5 and -0.5, and calls --learning-rate -inf a missing argument)
         self._negative_number_matcher = re.compile(r"^-(\d+|\d*\.\d+|\d+\.?\d*e[-+]?\d+|inf|infinity|nan)$",
                                                    re.IGNORECASE)
 
     def error(self, message):
-        """One line, no usage dump: what is wrong, and where to look."""
+        """One line, no usage dump: what is wrong, the option meant when one was mistyped, and where to look."""
+        if message.startswith("unrecognized arguments: "):
+            known = [o for action in self._actions for o in action.option_strings if o.startswith("--")]
+            for word in message.split(": ", 1)[1].split():
+                meant = difflib.get_close_matches(word.split("=")[0], known, n=1, cutoff=0.75)
+                if word.startswith("--") and meant:
+                    message = f"unrecognized argument {word}: did you mean {meant[0]}?"
+                    break
+        if message.startswith("the following arguments are required: "):
+            named = message.split(": ", 1)[1].split(", ")
+            choices = [a for a in self._actions if a.required and a.choices and a.dest in named]
+            if choices:  # experiments.py without a set: name them
+                message = f"name the {choices[0].dest} to run: {', '.join(choices[0].choices)}"
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
 
 

@@ -5,6 +5,7 @@ the run after the current step, saved); or, without saving, when its loss is no 
 import contextlib
 import math
 import signal
+import time
 
 from machinery import command
 from machinery.command import Stopped, UserError
@@ -50,14 +51,28 @@ class StopFlag:
 
 class Stopping:
     """The run's limits, from its settings hp and its config.json: num_steps, the time budget (in training
-    seconds: a resumed budget may have started later), and patience."""
+    seconds: a resumed budget may have started later), and patience; and the clock of its training time."""
 
     def __init__(self, hp, config):
-        self.num_steps, self.patience, self.eval_frequency = hp["num_steps"], hp["patience"], hp["eval_frequency"]
+        self.hp, self.num_steps, self.patience = hp, hp["num_steps"], hp["patience"]
         self.budget = hp["time_budget"] * 60  # seconds; 0: none
         self.budget_start = config.get("budget_start", 0.0)
         self.out_of_patience = self.out_of_time = False
-        self.stale = 0  # validations since the best
+        self.stale, self.best_step = 0, None  # validations since the best, at best_step
+
+    def start(self, step, train_seconds):
+        """The steps begin at step, after train_seconds of training in earlier sessions of the run."""
+        self.start_step, self.prior_seconds, self.started = step, train_seconds, time.time()
+
+    def train_seconds(self):
+        """Seconds of training of the run so far, earlier sessions of a resumed run included."""
+        return self.prior_seconds + time.time() - self.started
+
+    def time_left(self, step, train_seconds):
+        """(estimated seconds left, whether the budget rather than num_steps ends the run) at step."""
+        left = (self.num_steps - step) * (train_seconds - self.prior_seconds) / max(1, step - self.start_step)
+        budget_left = max(0.0, self.budget_left(train_seconds))
+        return min(left, budget_left), budget_left < left
 
     def budget_left(self, train_seconds):
         """Seconds of the budget left at train_seconds (inf without a budget)."""
@@ -75,8 +90,19 @@ class Stopping:
     def validated(self, step, best_step):
         """After a validation at step: patience runs out when patience validations in a row have not beaten the
         best, at best_step (stale: how many have not)."""
-        self.stale = (step - best_step) // self.eval_frequency if best_step is not None else 0
+        self.stale = (step - best_step) // self.hp["eval_frequency"] if best_step is not None else 0
+        self.best_step = best_step
         self.out_of_patience = self.patience > 0 and self.stale >= self.patience
+
+    def why(self, step):
+        """What ended the steps at step, said, when it was the time budget or patience (else None)."""
+        if self.out_of_patience:
+            return (f"{self.stale} validations in a row have not beaten the best (step {self.best_step:,}): the run "
+                    f"ends here (--patience {self.patience})")
+        if self.out_of_time and step < self.num_steps:
+            minutes = self.hp["time_budget"]
+            return f"the time budget of {minutes:g} minute{'' if minutes == 1 else 's'} is spent: the run ends here"
+        return None
 
 
 def diverged(what, step, checkpoint_step, out):

@@ -9,7 +9,7 @@ import pytest
 import arch2_output
 import reference
 from machinery import sessions
-from helpers import sample_probs, TINY, feed, hparams, one_hot_text, random_weights, session, variables, write_corpus
+from helpers import sample_probs, feed, hparams, one_hot_text, random_weights, session, variables, write_corpus
 from machinery.tf1 import tf
 
 SMALL = dict(batch_size=3, num_nodes=4, num_unrollings=5)

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 import data
+from helpers import run_child
 
 
 def test_alphabet_ids_round_trip():
@@ -171,17 +172,14 @@ def test_entropies_of_hand_worked_texts():
     assert h2 == pytest.approx(2 / 3, abs=1e-3)
 
 
+@pytest.mark.slow
 def test_data_script_reports_sizes_and_entropies(tmp_path):
-    import subprocess
-    import sys
     (tmp_path / "t.txt").write_text("ab" * 500)
-    done = subprocess.run([sys.executable, "data.py", str(tmp_path / "t.txt")], capture_output=True, text=True,
-                          cwd=str(__import__("pathlib").Path(data.__file__).parent))
+    done = run_child(["data.py", tmp_path / "t.txt"])
     assert done.returncode == 0
     assert "1,000 characters; train 900, valid 50, test 50" in done.stdout
     assert "valid: unigram entropy 1.000 bits/char, bigram (given the previous character) 0.000" in done.stdout
-    done = subprocess.run([sys.executable, "data.py", str(tmp_path / "missing")], capture_output=True, text=True,
-                          cwd=str(__import__("pathlib").Path(data.__file__).parent))
+    done = run_child(["data.py", tmp_path / "missing"])
     assert done.returncode == 1 and done.stderr.count("\n") == 1 and "no such file" in done.stderr
 
 

@@ -7,7 +7,6 @@ import os
 import re
 import signal
 import threading
-import time
 
 import numpy as np
 import pytest
@@ -18,7 +17,7 @@ import data
 import evaluate
 import experiments
 from machinery import ngram, sessions, settings
-from helpers import TINY, hparams, load_run, session, variables, write_corpus
+from helpers import TINY, hparams, load_run, wait_until, session, variables, write_corpus
 
 pytestmark = pytest.mark.slow  # whole trainings, subprocesses and signals (-m "not slow" leaves them out)
 
@@ -58,8 +57,8 @@ def test_a_tiny_set_stopped_and_continued(corpus, tmp_path, capsys, monkeypatch)
     second = out / "tiny" / "concat-seed2"
 
     def ctrl_c_once_the_second_run_trains():  # as a user would, at the terminal
-        while not ((second / "train.log").exists() and "step " in (second / "train.log").read_text()):
-            time.sleep(0.05)
+        wait_until(lambda: (second / "train.log").exists() and "step " in (second / "train.log").read_text(),
+                   what="the second run's first report line")
         os.kill(os.getpid(), signal.SIGINT)
 
     threading.Thread(target=ctrl_c_once_the_second_run_trains, daemon=True).start()

@@ -1,11 +1,10 @@
 """Ways a run could lose work or end in a traceback, each reproduced: a closing terminal (SIGHUP), output
 that goes away (a closed pipe, a closed stderr), a save killed before the first config.json, a full disk
 found at the start, damaged zips and symbolic-link loops as --data."""
+import os
 import re
 import signal
-import subprocess
 import sys
-import threading
 import zipfile
 from pathlib import Path
 
@@ -14,7 +13,7 @@ import pytest
 import arch1_hidden
 from machinery import folder as run_folder
 from machinery.command import UserError
-from helpers import TINY, write_corpus
+from helpers import TINY, child, run_child, wait_until, write_corpus
 
 pytestmark = pytest.mark.slow  # whole trainings, subprocesses and signals (-m "not slow" leaves them out)
 
@@ -25,14 +24,6 @@ POSIX = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals and de
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory):
     return write_corpus(tmp_path_factory.mktemp("corpus") / "words.txt")
-
-
-def start(args, **kwargs):
-    kwargs = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE, **kwargs}
-    proc = subprocess.Popen([sys.executable, "-u", *map(str, args)], cwd=ROOT, text=True, **kwargs)
-    watchdog = threading.Timer(180, proc.kill)  # never hang the suite
-    watchdog.start()
-    return proc, watchdog
 
 
 def one_line_error(capsys, prefix="arch1_hidden.py: error: "):
@@ -49,14 +40,11 @@ def config_of(folder):
 def test_a_closed_stdout_pipe_does_not_stop_training(corpus, tmp_path):
     """python arch1_hidden.py ... | head -n 2: the run goes on to its end and saves everything."""
     out = tmp_path / "run"
-    proc, watchdog = start(["arch1_hidden.py", "--data", corpus, "--out", out, *TINY, "--num-steps", 200])
-    lines = [proc.stdout.readline() for _ in range(2)]
-    proc.stdout.close()  # what head does after its lines
-    stderr = proc.stderr.read()
-    proc.wait(timeout=120)
-    watchdog.cancel()
-    assert all(lines) and proc.returncode == 0, stderr
-    assert "Traceback" not in stderr and "the output went away" in stderr, stderr
+    with child(["arch1_hidden.py", "--data", corpus, "--out", out, *TINY, "--num-steps", 200]) as run:
+        run.wait_for("config: ")  # its second line
+        run.close_stdout()  # what head does after its lines
+        assert run.finish() == 0, run.stderr
+    assert "Traceback" not in run.stderr and "the output went away" in run.stderr, run.stderr
     assert config_of(out)["step"] == 200 and (out / "results.json").exists()
 
 
@@ -64,10 +52,9 @@ def test_a_closed_stdout_pipe_does_not_stop_training(corpus, tmp_path):
 def test_a_closed_stderr_is_not_a_silent_exit(corpus, tmp_path):
     """python arch1_hidden.py ... 2>&-: stderr closed before Python starts."""
     out = tmp_path / "run"
-    proc = subprocess.run([sys.executable, "arch1_hidden.py", "--data", str(corpus), "--out", str(out), *TINY,
-                           "--num-steps", "20"], cwd=ROOT, stdout=subprocess.PIPE, text=True, timeout=180,
-                          preexec_fn=lambda: __import__("os").close(2))
-    assert proc.returncode == 0 and "results in" in proc.stdout, proc.stdout
+    done = run_child(["arch1_hidden.py", "--data", corpus, "--out", out, *TINY, "--num-steps", 20], stderr=None,
+                     before=lambda: os.close(2))
+    assert done.returncode == 0 and "results in" in done.stdout, done.stdout
     assert (out / "results.json").exists()
 
 
@@ -141,16 +128,13 @@ def trained(corpus, tmp_path_factory):
 
 @POSIX
 def test_sample_sigterm_prints_what_it_made(trained):
-    proc, watchdog = start(["sample.py", "--checkpoint", trained, "--length", 10_000_000, "--seed", 1])
-    while "from " not in proc.stderr.readline():  # "sample.py: arch1_hidden at step 20 from ...": sampling now
-        pass
-    import time
-    time.sleep(1.0)
-    proc.send_signal(signal.SIGTERM)
-    stdout, stderr = proc.communicate(timeout=60)
-    watchdog.cancel()
-    assert proc.returncode == 128 + signal.SIGTERM and "Traceback" not in stderr, stderr
-    assert len(stdout.strip()) > 10 and set(stdout.strip()) <= set(" abcdefghijklmnopqrstuvwxyz")
+    with child(["sample.py", "--checkpoint", trained, "--length", 200, "--seed", 1, "--num-samples", 10 ** 6]) as run:
+        run.wait_for("\n")  # a first sample is out: sampling is under way
+        run.send(signal.SIGTERM)
+        assert run.finish() == 128 + signal.SIGTERM and "Traceback" not in run.stderr, run.stderr
+    lines = run.stdout.splitlines()
+    assert len(lines[0]) == 200 and set("".join(lines)) <= set(" abcdefghijklmnopqrstuvwxyz")
+    assert len(lines[-1]) <= 200  # the sample it was making, as far as it got
 
 
 @POSIX
@@ -160,46 +144,41 @@ def test_a_full_disk_under_the_output_is_one_line(tool, trained, corpus):
     args = (["--checkpoint", trained, "--length", 100_000] if tool == "sample.py"
             else ["--checkpoint", trained, "--data", corpus, "--json"])
     with open("/dev/full", "w") as full:
-        proc = subprocess.run([sys.executable, tool, *map(str, args)], cwd=ROOT, stdout=full,
-                              stderr=subprocess.PIPE, text=True, timeout=180)
-    assert proc.returncode == 1 and "Traceback" not in proc.stderr and "Exception" not in proc.stderr, proc.stderr
-    assert proc.stderr.splitlines()[-1] == f"{tool}: error: the output: No space left on device"
+        done = run_child([tool, *args], stdout=full)
+    assert done.returncode == 1 and "Traceback" not in done.stderr and "Exception" not in done.stderr, done.stderr
+    assert done.stderr.splitlines()[-1] == f"{tool}: error: the output: No space left on device"
 
 
 @POSIX
 def test_a_closed_pipe_under_evaluate_is_quiet(trained, corpus):
-    proc, watchdog = start(["evaluate.py", "--checkpoint", trained, "--data", corpus])
-    proc.stdout.close()  # evaluate.py ... | head -c 0
-    stderr = proc.stderr.read()
-    proc.wait(timeout=120)
-    watchdog.cancel()
-    assert "Traceback" not in stderr and "Exception" not in stderr, stderr
+    with child(["evaluate.py", "--checkpoint", trained, "--data", corpus]) as run:
+        run.close_stdout()  # evaluate.py ... | head -c 0
+        run.finish()
+    assert "Traceback" not in run.stderr and "Exception" not in run.stderr, run.stderr
 
 
 @pytest.mark.parametrize("argv, words", [(["--one", "abc"], "--one takes eval or"),
                                          (["--one", "99"], "--one takes eval or"),
                                          (["--fastest"], "unrecognized arguments: --fastest")])
 def test_bench_bad_options_are_one_line(argv, words):
-    proc = subprocess.run([sys.executable, "bench.py", *argv], cwd=ROOT, capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and words in proc.stderr, proc.stderr
+    done = run_child(["bench.py", *argv])
+    assert done.returncode == 2 and done.stderr.count("\n") == 1 and words in done.stderr, done.stderr
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="a POSIX shell pipe and SIGINT")
 def test_bench_stopped_by_ctrl_c_is_quiet():
-    proc = subprocess.Popen([sys.executable, "bench.py", "--quick"], cwd=ROOT, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
-    assert proc.stdout.readline().startswith("configuration")  # it has started measuring
-    proc.send_signal(signal.SIGINT)
-    out, err = proc.communicate(timeout=120)
-    assert proc.returncode == 130 and "Traceback" not in err, err
+    with child(["bench.py", "--quick"]) as run:
+        run.wait_for("configuration")  # it has started measuring
+        run.send(signal.SIGINT)
+        assert run.finish() == 130 and "Traceback" not in run.stderr, run.stderr
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="a POSIX shell pipe")
 def test_experiments_into_head_is_quiet(tmp_path):
-    proc = subprocess.run(f"{sys.executable} experiments.py claims --seeds 3 --list --out {tmp_path} | head -n 2",
-                          shell=True, cwd=ROOT, capture_output=True, text=True, timeout=120)
-    assert proc.stdout.count("\n") == 2 and proc.stdout.startswith("[1/24]")
-    assert proc.stderr == "", proc.stderr
+    done = run_child(f"{sys.executable} experiments.py claims --seeds 3 --list --out {tmp_path} | head -n 2",
+                     shell=True)
+    assert done.stdout.count("\n") == 2 and done.stdout.startswith("[1/24]")
+    assert done.stderr == "", done.stderr
 
 
 def test_plot_of_empty_or_garbage_event_files_is_one_line(tmp_path, capsys):
@@ -221,9 +200,8 @@ def test_experiments_damaged_run_json_and_out_a_file_are_one_line(tmp_path):
     with pytest.raises(experiments.ExperimentError, match="results.json is damaged"):
         experiments.results_of(folder)
     (tmp_path / "afile").write_text("x")
-    proc = subprocess.run([sys.executable, "experiments.py", "claims", "--out", str(tmp_path / "afile"),
-                           "--data", str(tmp_path / "afile")], cwd=ROOT, capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 1 and proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr, proc.stderr
+    done = run_child(["experiments.py", "claims", "--out", tmp_path / "afile", "--data", tmp_path / "afile"])
+    assert done.returncode == 1 and done.stderr.count("\n") == 1 and "Traceback" not in done.stderr, done.stderr
 
 
 @POSIX
@@ -233,21 +211,14 @@ def test_the_tools_read_a_run_that_is_training(corpus, tmp_path):
     import gradients
     import sample
     out = tmp_path / "live"
-    proc, watchdog = start(["arch1_hidden.py", "--data", corpus, "--out", out, *TINY, "--eval-frequency", 10,
-                            "--keep", 1, "--valid-chars", 50, "--num-steps", 10_000_000])
-    try:
-        for line in proc.stdout:
-            if line.startswith("validation at step 30"):
-                break
+    with child(["arch1_hidden.py", "--data", corpus, "--out", out, *TINY, "--eval-frequency", 10,
+                "--keep", 1, "--valid-chars", 50, "--num-steps", 10_000_000]) as run:
+        run.wait_for(lambda line: line.startswith("validation at step 30"))
         for _ in range(2):
             assert sample.main(["--checkpoint", str(out), "--length", "20"]) == 0
             assert evaluate.main(["--checkpoint", str(out), "--data", str(corpus), "--json"]) == 0
             assert gradients.main([str(out), "--plot", str(tmp_path / "g.png")]) == 0
-        assert proc.poll() is None and run_folder.read_config(out)["step"] > 30  # it went on saving all along
-    finally:
-        proc.send_signal(signal.SIGINT)
-        proc.communicate(timeout=120)
-        watchdog.cancel()
+        assert run.proc.poll() is None and run_folder.read_config(out)["step"] > 30  # it went on saving all along
 
 
 def test_a_model_too_large_for_the_memory_is_refused_before_building(corpus, tmp_path, capsys, monkeypatch):
@@ -274,29 +245,24 @@ def test_gradients_advice_fits_the_text():
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the parent-death signal is Linux's")
 def test_an_experiment_killed_takes_its_training_run_with_it(corpus, tmp_path):
-    import time
     out = tmp_path / "run"
     command = ["arch1_hidden.py", "--data", str(corpus), "--out", str(out), *TINY, "--eval-frequency", "100000",
                "--num-steps", "10000000"]
     code = (f"import sys; sys.path.insert(0, {str(ROOT)!r}); import experiments; from pathlib import Path; "
             f"experiments.run_one(Path({str(out)!r}), {command!r})")
-    parent = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT)
     log = lambda: (out / "train.log").read_text() if (out / "train.log").exists() else ""
-    deadline = time.time() + 120
-    while time.time() < deadline and not re.search(r"^step +30/", log(), re.MULTILINE):
-        time.sleep(0.2)
-    parent.kill()  # kill -9: nothing of the parent's can forward anything
-    parent.wait()
-    deadline = time.time() + 60
-    while time.time() < deadline and "interrupted: saved step" not in log():
-        time.sleep(0.2)
-    assert "interrupted: saved step" in (out / "train.log").read_text()  # the child got SIGTERM, saved, stopped
-    assert run_folder.read_config(out)["step"] >= 30
-    while time.time() < deadline:  # and it ended: its lock is free
+
+    def lock_is_free():
         try:
             with run_folder.lock(out):
-                break
+                return True
         except UserError:
-            time.sleep(0.2)
-    else:
-        pytest.fail("the training run outlived its experiment")
+            return False
+
+    with child(["-c", code]) as parent:
+        wait_until(lambda: re.search(r"^step +30/", log(), re.MULTILINE), what="step 30 in train.log")
+        parent.proc.kill()  # kill -9 of the parent alone: nothing of the parent's can forward anything
+        parent.finish()
+        wait_until(lambda: "interrupted: saved step" in log(), what="the child's save")  # it got SIGTERM
+        assert run_folder.read_config(out)["step"] >= 30
+        wait_until(lock_is_free, what="the training run's end")  # it ended: its lock is free

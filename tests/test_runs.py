@@ -6,10 +6,7 @@ import json
 import os
 import shutil
 import signal
-import subprocess
 import sys
-import threading
-import time
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +16,7 @@ import arch1_hidden
 import gradients
 import sample
 from machinery import folder as run_folder, sessions, training
-from helpers import TINY, load_run, write_corpus
+from helpers import TINY, child, load_run, write_corpus
 
 pytestmark = pytest.mark.slow  # whole trainings, subprocesses and signals (-m "not slow" leaves them out)
 
@@ -131,40 +128,46 @@ def test_ctrl_c_during_the_final_evaluation_keeps_the_last_steps(corpus, tmp_pat
     assert json.loads((out / "results.json").read_text())["steps"] == 30
 
 
-def start(args):
-    proc = subprocess.Popen([sys.executable, "-u", *map(str, args)], cwd=ROOT, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
-    watchdog = threading.Timer(120, proc.kill)  # never hang the suite
-    watchdog.start()
-    return proc, watchdog
-
-
 @POSIX_SIGNALS
 @pytest.mark.parametrize("signum", ["SIGTERM", "SIGHUP"])  # kill, timeout; a closing terminal
 def test_sigterm_and_sighup_save_and_stop_like_ctrl_c(signum, corpus, tmp_path):
     signum = getattr(signal, signum)
     out = tmp_path / "run"
-    proc, watchdog = start(["arch1_hidden.py", "--data", corpus, "--out", out, *TINY, "--eval-frequency", 100000,
-                            "--num-steps", 10_000_000])
-    for line in proc.stdout:
-        if line.split()[:2] == ["step", "30/10,000,000"]:
-            break
-    proc.send_signal(signum)
-    stdout, stderr = proc.communicate(timeout=120)
-    watchdog.cancel()
-    assert proc.returncode == 128 + signum and "Traceback" not in stderr, stderr
+    with child(["arch1_hidden.py", "--data", corpus, "--out", out, *TINY, "--eval-frequency", 100000,
+                "--num-steps", 10_000_000]) as run:
+        run.wait_for(lambda line: line.split()[:2] == ["step", "30/10,000,000"])
+        run.send(signum)
+        assert run.finish() == 128 + signum and "Traceback" not in run.stderr, run.stderr
     step = config_of(out)["step"]
-    assert step >= 30 and f"interrupted: saved step {step:,}" in stdout
+    assert step >= 30 and f"interrupted: saved step {step:,}" in run.stdout
 
 
 @POSIX_SIGNALS
-def test_ctrl_c_while_tensorflow_loads_exits_quietly(corpus, tmp_path):
-    proc, watchdog = start(["arch1_hidden.py", "--data", corpus, "--out", tmp_path / "run"])
-    time.sleep(0.6)  # inside `import tensorflow`, which takes seconds
-    proc.send_signal(signal.SIGINT)
-    stdout, stderr = proc.communicate(timeout=60)
-    watchdog.cancel()
-    assert proc.returncode == 130 and stderr == "" and stdout == ""
+@POSIX_SIGNALS
+def test_a_run_started_under_nohup_goes_on_when_its_terminal_closes(corpus, tmp_path):
+    # nohup python arch1_hidden.py ... &: SIGHUP is ignored from the start, and the run must leave it so
+    with child(["arch1_hidden.py", "--data", corpus, "--out", tmp_path / "run", *TINY, "--eval-frequency", 100000,
+                "--num-steps", 10_000_000], ignore=(signal.SIGHUP,)) as run:
+        run.wait_for(lambda line: line.split()[:2] == ["step", "30/10,000,000"])
+        run.send(signal.SIGHUP)  # the terminal closes
+        run.wait_for(lambda line: line.split()[:2] == ["step", "60/10,000,000"])  # it went on
+        run.send(signal.SIGINT)
+        assert run.finish() == 130 and "Traceback" not in run.stderr, run.stderr
+
+
+@POSIX_SIGNALS
+@pytest.mark.parametrize("tool", ["arch1_hidden.py", "arch2_output.py", "sample.py", "evaluate.py", "gradients.py",
+                                  "experiments.py", "bench.py", "plot.py", "data.py"])
+def test_ctrl_c_while_the_libraries_load_exits_quietly(tool, corpus, tmp_path):
+    # -X importtime says on stderr each module Python has imported: a marker of how far the start has gone
+    args = {"sample.py": ["--checkpoint", tmp_path / "run"], "evaluate.py": ["--data", corpus, "--checkpoint", tmp_path],
+            "gradients.py": [tmp_path], "experiments.py": ["claims", "--list"], "plot.py": [tmp_path],
+            "data.py": [corpus]}.get(tool, ["--data", corpus, "--out", tmp_path / "run"])
+    with child(["-X", "importtime", tool, *args]) as run:
+        run.wait_for("machinery.startup", "stderr")  # the tool's first line has run; numpy is loading
+        run.send(signal.SIGINT)
+        assert run.finish() == 130, run.stderr
+    assert "Traceback" not in run.stderr and "KeyboardInterrupt" not in run.stderr and run.stdout == ""
     assert not (tmp_path / "run").exists()
 
 

@@ -2,10 +2,7 @@
 import json
 import shutil
 import signal
-import subprocess
 import sys
-import time
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,7 +11,7 @@ import arch1_hidden
 import arch2_output
 import data
 import sample
-from helpers import TINY, load_run, sample_probs, write_corpus
+from helpers import TINY, child, load_run, run_child, sample_probs, write_corpus
 
 ALPHABET = set(data.ALPHABET)
 
@@ -172,28 +169,40 @@ def test_the_smallest_temperature_is_argmax_not_nan(run_dir, capsys):
     assert cold == greedy
 
 
-ROOT = Path(__file__).resolve().parent.parent
-
-
 @pytest.mark.slow
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX pipes and signals")
 def test_output_into_a_closed_pipe_ends_quietly(run_dir):
-    done = subprocess.run(f"{sys.executable} sample.py --checkpoint {run_dir} --length 200 --num-samples 5000 "
-                          f"--seed 1 | head -2", shell=True, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    done = run_child(f"{sys.executable} sample.py --checkpoint {run_dir} --length 200 --num-samples 5000 "
+                     f"--seed 1 | head -2", shell=True)
     assert len(done.stdout.splitlines()) == 2 and "Traceback" not in done.stderr
     assert "Error" not in done.stderr
 
 
 @pytest.mark.slow
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
-def test_ctrl_c_prints_the_text_made_so_far(run_dir):
-    proc = subprocess.Popen([sys.executable, "sample.py", "--checkpoint", str(run_dir), "--length", "100000000",
-                             "--seed", "1"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    for line in proc.stderr:  # "sample.py: arch... at step ...": generating has begun
-        if "at step" in line:
-            break
-    time.sleep(2)
-    proc.send_signal(signal.SIGINT)
-    stdout, stderr = proc.communicate(timeout=60)
-    assert proc.returncode == 130 and "Traceback" not in stderr
-    assert len(stdout.strip()) > 100 and set(stdout.strip()) <= ALPHABET
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_a_stop_signal_prints_the_text_made_so_far(run_dir, signum):
+    # however long the sample asked for, Ctrl-C (or kill) stops it at the next character, with what was made
+    with child(["sample.py", "--checkpoint", run_dir, "--length", 10 ** 9, "--seed", 1, "--num-samples", 2,
+                "--prime", "the "]) as run:
+        run.wait_for("sample.py: generating", "stderr")
+        run.send(signum)
+        assert run.finish(timeout=60) == 128 + signum and "Traceback" not in run.stderr, run.stderr
+    made = run.stdout.strip()
+    assert made.startswith("the ") and "\n" not in made and set(made) <= ALPHABET
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+def test_ctrl_c_reaches_the_tools_even_when_the_suite_ignores_it(run_dir):
+    # A suite started as a background job (`pytest &`) ignores SIGINT, and a child inherits that: Python then
+    # makes no KeyboardInterrupt of Ctrl-C, and the Ctrl-C tests would wait for nothing (their children kept
+    # spinning). tests/helpers.child starts every child with Ctrl-C at its default.
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        with child(["sample.py", "--checkpoint", run_dir, "--length", 10 ** 9, "--seed", 1]) as run:
+            run.wait_for("sample.py: generating", "stderr")
+            run.send(signal.SIGINT)
+            assert run.finish(timeout=60) == 130, run.stderr
+    finally:
+        signal.signal(signal.SIGINT, previous)

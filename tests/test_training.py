@@ -4,10 +4,6 @@ import math
 import os
 import re
 import signal
-import subprocess
-import sys
-import threading
-import time
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +13,7 @@ import arch1_hidden
 import arch2_output
 import data
 from machinery import fast, sessions, settings, training
-from helpers import TINY, hparams, write_corpus
+from helpers import TINY, child, hparams, run_child, wait_until, write_corpus
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -287,6 +283,12 @@ def test_offline_download_is_a_one_line_error(tmp_path, capsys, monkeypatch):
         port = s.getsockname()[1]
     monkeypatch.setattr(data, "TEXT8_URL", f"http://127.0.0.1:{port}/text8.zip")
     monkeypatch.setattr(data, "DEFAULT_CACHE", tmp_path / "cache")
+    assert run(["--out", tmp_path / "checkpoints" / "arch1"]) == 1
+    assert not (tmp_path / "checkpoints").exists()  # a start that failed leaves no folder (nor its lock) behind
+    (tmp_path / "mine").mkdir()
+    assert run(["--out", tmp_path / "mine"]) == 1
+    assert list((tmp_path / "mine").iterdir()) == []  # a folder that was there stays, as it was
+    capsys.readouterr()
     assert run(["--out", tmp_path / "out"]) == 1
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "could not connect" in err and "--data PATH" in err
@@ -298,8 +300,7 @@ def test_offline_download_is_a_one_line_error(tmp_path, capsys, monkeypatch):
 
 def script(*argv):
     """Runs a top-level script in a fresh Python, as a user would."""
-    return subprocess.run([sys.executable, "-u", *map(str, argv)], cwd=ROOT, capture_output=True, text=True,
-                          timeout=300)
+    return run_child(argv)
 
 
 @pytest.mark.slow
@@ -314,22 +315,15 @@ def test_a_user_mistake_prints_no_traceback(tmp_path):
 @pytest.mark.slow
 def test_ctrl_c_saves_a_checkpoint_that_resume_continues(corpus, tmp_path):
     out = tmp_path / "run"
-    proc = subprocess.Popen([sys.executable, "-u", "arch1_hidden.py", "--data", str(corpus), "--out", str(out),
-                             *TINY, "--eval-frequency", "100000", "--num-steps", "10000000"],
-                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    watchdog = threading.Timer(120, proc.kill)  # never hang the suite if the line below does not come
-    watchdog.start()
-    for line in proc.stdout:  # wait until training is under way
-        if line.split()[:2] == ["step", "30/10,000,000"]:
-            break
-    proc.send_signal(signal.SIGINT)
-    stdout, stderr = proc.communicate(timeout=120)
-    watchdog.cancel()
-    assert proc.returncode == 130, stderr
-    assert "Traceback" not in stderr
+    with child(["arch1_hidden.py", "--data", corpus, "--out", out, *TINY, "--eval-frequency", 100000,
+                "--num-steps", 10000000]) as training_run:
+        training_run.wait_for(lambda line: line.split()[:2] == ["step", "30/10,000,000"])  # training is under way
+        training_run.send(signal.SIGINT)
+        assert training_run.finish() == 130, training_run.stderr
+    assert "Traceback" not in training_run.stderr
     config = json.loads((out / "config.json").read_text())
     step = config["step"]
-    assert step >= 30 and f"interrupted: saved step {step:,}" in stdout
+    assert step >= 30 and f"interrupted: saved step {step:,}" in training_run.stdout
     assert int(checkpoint_values(out)["global_step"]) == step
     assert not (out / "results.json").exists()
     assert run(["--out", out, "--resume", "--num-steps", step + 10]) == 0
@@ -381,20 +375,14 @@ def test_many_threads_do_not_multiply_the_graph():
 @pytest.mark.slow
 def test_report_lines_reach_a_log_file_as_they_are_printed(corpus, tmp_path):
     log = tmp_path / "train.log"
-    with open(log, "w") as f:  # python arch1_hidden.py > train.log &, then tail -f train.log
-        proc = subprocess.Popen([sys.executable, "arch1_hidden.py", "--data", str(corpus),
-                                 "--out", str(tmp_path / "run"), *TINY, "--eval-frequency", "100000",
-                                 "--num-steps", "10000000"],
-                                cwd=ROOT, stdout=f, stderr=subprocess.PIPE, text=True)
-    try:
-        deadline = time.time() + 120
-        while "step " not in log.read_text() and time.time() < deadline and proc.poll() is None:
-            time.sleep(0.2)
-        assert proc.poll() is None and "step " in log.read_text()  # the line is there while the run goes on
-    finally:
-        proc.send_signal(signal.SIGINT)
-        proc.communicate(timeout=120)
-    assert proc.returncode == 130 and "interrupted: saved step" in log.read_text()
+    with open(log, "w") as f, child(["arch1_hidden.py", "--data", corpus, "--out", tmp_path / "run", *TINY,
+                                     "--eval-frequency", 100000, "--num-steps", 10000000], stdout=f) as training_run:
+        # python arch1_hidden.py > train.log &, then tail -f train.log: the line is there while the run goes on
+        wait_until(lambda: "step " in log.read_text() or training_run.proc.poll() is not None, what="a report line")
+        assert training_run.proc.poll() is None and "step " in log.read_text()
+        training_run.send(signal.SIGINT)
+        assert training_run.finish() == 130
+    assert "interrupted: saved step" in log.read_text()
 
 
 def test_private_tensorflow_api_missing_falls_back_and_still_works(corpus, tmp_path, capsys, monkeypatch):
