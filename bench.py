@@ -28,7 +28,7 @@ import arch1_hidden
 import arch2_output
 import data
 from batches import Batch
-from machinery import command, sessions, settings, training
+from machinery import command, folder, sessions, settings, training
 from machinery.tf1 import tf
 
 try:  # peak memory from the OS: POSIX only (Windows has no resource module)
@@ -267,7 +267,7 @@ def main(argv=None):
         else:
             print(f"peak memory of a default run on {chars:,} characters: {figures['peak_memory_mb']:,.0f} MB")
     if args.json:
-        Path(args.json).write_text(json.dumps(figures, indent=2) + "\n")
+        folder.write_json(args.json, figures)
     return 0
 
 

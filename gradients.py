@@ -56,8 +56,8 @@ def text_streams(ids, length, streams=STREAMS, seed=0):
         fits = len(ids) - 1 - WARMUP  # the largest horizon this text allows
         advice = (f"use --horizon {fits} or less, or a longer text with --data" if fits >= 1
                   else f"pass a longer text with --data (it needs at least {WARMUP + 2:,} validation characters)")
-        raise UserError(f"the validation text has {len(ids):,} characters, fewer than the "
-                                 f"{length:,} a measurement needs; {advice}")
+        raise UserError(f"the validation text (the 5% of the text after its first 90%) has {len(ids):,} "
+                        f"characters, fewer than the {length:,} a measurement needs; {advice}")
     starts = np.random.default_rng(seed).integers(0, len(ids) - length, size=streams)
     return np.stack([ids[s:s + length] for s in starts], axis=1).astype(np.int32)
 

@@ -68,6 +68,11 @@ def check_writable(folder):
         raise UserError(f"cannot write in {folder} ({e.strerror}); pass another --out") from None
 
 
+def _size(size):
+    """Bytes as a person reads them: MB, or KB below ten megabytes (so that two sizes that differ look apart)."""
+    return f"{size / 2 ** 20:,.1f} MB" if size >= 10 * 2 ** 20 else f"{size / 2 ** 10:,.0f} KB"
+
+
 def check_free_space(folder, model):
     """UserError unless folder's disk has room for the saves ahead: a new checkpoint is written before the
     oldest is pruned, and best/ gets its own, so two checkpoints' worth and a megabyte for the rest (config,
@@ -79,8 +84,8 @@ def check_free_space(folder, model):
     except OSError:  # the platform cannot tell: the first save will
         return
     if free < needed:
-        raise UserError(f"{folder} has {free / 2 ** 20:,.2f} MB free and a run of this model needs about "
-                        f"{needed / 2 ** 20:,.2f} MB to save its checkpoints; free some space or pass another --out")
+        raise UserError(f"{folder} has {_size(free)} free and a run of this model needs about {_size(needed)} to "
+                        f"save its checkpoints; free some space or pass another --out")
 
 
 def checkpoint_files(folder, step):
@@ -136,6 +141,38 @@ def corpus_id(ids):
 # ---------------------------------------------------------------------------------------------
 # The lock.
 # ---------------------------------------------------------------------------------------------
+def _lock_file(handle):
+    """Takes the lock of an open .lock file without waiting; OSError if another process holds it."""
+    if fcntl:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    else:
+        handle.seek(0)
+        msvcrt.locking(handle.fileno(), msvcrt.LK_NBLCK, 1)
+
+
+def _in_use(folder, handle):
+    """The UserError of a folder whose lock another process holds, naming the holder."""
+    try:
+        handle.seek(0)
+        holder = handle.read().strip() or "another process"
+    except OSError:  # Windows does not let others read a locked byte
+        holder = "another process"
+    return UserError(f"{folder} is in use by another training run ({holder}); wait for it to end, or pass "
+                     f"another --out")
+
+
+def check_not_in_use(folder):
+    """UserError if another process holds folder's lock (said before its files are read)."""
+    path = Path(folder) / LOCK
+    if not path.is_file():
+        return
+    with open(path, "r") as handle:
+        try:
+            _lock_file(handle)
+        except OSError:
+            raise _in_use(folder, handle) from None
+
+
 @contextlib.contextmanager
 def lock(folder):
     """Holds folder's lock for the block; UserError naming the holder if another process holds it.
@@ -148,19 +185,9 @@ def lock(folder):
     handle = open(path, "a+")
     try:
         try:
-            if fcntl:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            else:
-                handle.seek(0)
-                msvcrt.locking(handle.fileno(), msvcrt.LK_NBLCK, 1)
+            _lock_file(handle)
         except OSError:
-            try:
-                handle.seek(0)
-                holder = handle.read().strip() or "another process"
-            except OSError:  # Windows does not let others read a locked byte
-                holder = "another process"
-            raise UserError(f"{folder} is in use by another training run ({holder}); wait for it to end, "
-                            f"or pass another --out") from None
+            raise _in_use(folder, handle) from None
         try:
             handle.seek(0)
             handle.truncate()

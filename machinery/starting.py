@@ -28,6 +28,7 @@ def configure(architecture, hparams, argv):
     given = {k: v for k, v in args.items() if k in hparams or k in settings.LOOP_OPTIONS}
     if not resume:
         return {**settings.defaults(hparams), **given}, out, data_path, None
+    folder.check_not_in_use(out)  # a run that is saving may not have written config.json yet
     config = folder.read_config(out)
     if config["architecture"] != architecture:
         raise UserError(f"{out} holds a run of {config['architecture']}, not {architecture}")

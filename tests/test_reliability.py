@@ -1,8 +1,10 @@
 """Ways a run could lose work or end in a traceback, each reproduced: a closing terminal (SIGHUP), output
 that goes away (a closed pipe, a closed stderr), a save killed before the first config.json, a full disk
 found at the start, damaged zips and symbolic-link loops as --data."""
+import json
 import os
 import re
+import shutil
 import signal
 import sys
 import zipfile
@@ -11,11 +13,11 @@ from pathlib import Path
 import pytest
 
 import arch1_hidden
-from machinery import folder as run_folder
+import data
+from machinery import command, folder as run_folder, sessions, stopping
 from machinery.command import UserError
-from helpers import TINY, child, run_child, wait_until, write_corpus
+from helpers import TINY, child, load_run, run_child, wait_until, write_corpus
 
-pytestmark = pytest.mark.slow  # whole trainings, subprocesses and signals (-m "not slow" leaves them out)
 
 ROOT = Path(__file__).resolve().parent.parent
 POSIX = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals and descriptors")
@@ -92,7 +94,7 @@ def test_a_full_disk_is_found_before_training(corpus, tmp_path, capsys, monkeypa
     before = saved()
     assert arch1_hidden.main(["--out", str(out), "--resume", "--num-steps", "60"]) == 1
     err = one_line_error(capsys)
-    assert "MB free" in err and "needs about" in err
+    assert "4 KB free" in err and "needs about" in err
     assert saved() == before
 
 
@@ -266,3 +268,134 @@ def test_an_experiment_killed_takes_its_training_run_with_it(corpus, tmp_path):
         wait_until(lambda: "interrupted: saved step" in log(), what="the child's save")  # it got SIGTERM
         assert run_folder.read_config(out)["step"] >= 30
         wait_until(lock_is_free, what="the training run's end")  # it ended: its lock is free
+
+
+# ---------------------------------------------------------------------------------------------
+# Saves that die, runs that collide: no work lost, no record that lies.
+# ---------------------------------------------------------------------------------------------
+def test_a_second_run_leaves_the_folder_of_a_live_run_alone(corpus, tmp_path, capsys):
+    out = tmp_path / "run"
+    out.mkdir()
+    scratch = [out / "model.ckpt-20.data-00000-of-00001.tempstate123", out / "model.ckpt-20_temp"]
+    scratch[0].write_bytes(b"a save under way")
+    scratch[1].mkdir()
+    with run_folder.lock(out):  # run A holds the folder while it makes its first save
+        for argv in ([], ["--resume"]):
+            assert arch1_hidden.main(["--data", str(corpus), "--out", str(out), *TINY, *argv]) == 1
+            assert "is in use by another training run" in one_line_error(capsys)
+    assert all(path.exists() for path in scratch)  # A's save is untouched
+
+
+def test_what_dead_saves_left_is_cleaned_at_the_next_start(corpus, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert arch1_hidden.main(["--data", str(corpus), "--out", str(out), *TINY, "--num-steps", "40"]) == 0
+    left = [out / "model.ckpt-50.index", out / "model.ckpt-50.data-00000-of-00001",  # written, never recorded
+            out / "model.ckpt-50.data-00000-of-00001.tempstate99", out / "best" / "model.ckpt-50.index.tempstate7"]
+    for path in left:
+        path.write_bytes(b"what a kill -9 left")
+    (out / "best" / "model.ckpt-50_temp").mkdir()
+    (out / "notes.txt").write_text("the user's own file")
+    kept = {p.name for p in out.iterdir()} | {p.name for p in (out / "best").iterdir()}
+    assert arch1_hidden.main(["--out", str(out), "--resume", "--num-steps", "60"]) == 0
+    assert not any(path.exists() for path in left) and not (out / "best" / "model.ckpt-50_temp").exists()
+    now = {p.name for p in out.iterdir()} | {p.name for p in (out / "best").iterdir()}
+    assert not [name for name in now if "temp" in name]
+    assert {p for p in kept if "50" not in p and "ckpt-20" not in p} <= now  # nothing else went
+
+
+def test_a_run_killed_during_its_first_best_save_resumes(corpus, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert arch1_hidden.main(["--data", str(corpus), "--out", str(out), *TINY, "--num-steps", "20"]) == 0
+    (out / "best" / "config.json").unlink()  # killed after the checkpoint's files, before its record
+    (out / "best" / "model.ckpt-20.index.tempstate5").write_bytes(b"x")
+    assert arch1_hidden.main(["--out", str(out), "--resume", "--num-steps", "40"]) == 0
+    results = json.loads((out / "results.json").read_text())
+    assert results["best_step"] in (20, 40) and (out / "best" / "config.json").exists()
+    assert run_folder.read_config(out / "best")["step"] == results["best_step"]
+
+
+def test_the_best_numbers_are_those_of_the_checkpoint_in_best(corpus, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert arch1_hidden.main(["--data", str(corpus), "--out", str(out), *TINY, "--num-steps", "20"]) == 0
+    shutil.copytree(out / "best", tmp_path / "best-20")
+    assert arch1_hidden.main(["--out", str(out), "--resume", "--num-steps", "40"]) == 0
+    assert run_folder.read_config(out)["best_step"] == 40  # validation improved at 40: best/ holds step 40
+    # killed while best/ was being replaced: best/ still holds step 20, whatever out's config.json says
+    shutil.rmtree(out / "best")
+    shutil.copytree(tmp_path / "best-20", out / "best")
+    (out / "results.json").unlink()
+    assert arch1_hidden.main(["--out", str(out), "--resume", "--num-steps", "40"]) == 0  # evaluates, trains nothing
+    results = json.loads((out / "results.json").read_text())
+    config, model, sess = load_run(out / "best")
+    valid = data.split(data.text_to_ids(corpus.read_text()))[1]
+    assert results["best_step"] == 20 and config["step"] == 20
+    assert results["best_valid_bpc"] == pytest.approx(sessions.bpc(sessions.Evaluator(sess, model)(valid)), abs=1e-4)
+
+
+def test_signals_wait_for_a_save_to_finish(monkeypatch):
+    with stopping.StopFlag() as flag:
+        with pytest.raises(command.Stopped):
+            with flag.holding():  # a save
+                os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C
+                os.kill(os.getpid(), signal.SIGINT)  # and again, 50 ms later: the save goes on to its end
+                finished = True
+        assert finished and flag.signal == signal.SIGINT
+    with stopping.StopFlag() as flag:
+        with flag.holding():
+            os.kill(os.getpid(), signal.SIGINT)  # one Ctrl-C: the save ends, then the run stops after its step
+        assert flag.signal == signal.SIGINT
+
+
+def test_a_run_started_ignoring_a_signal_keeps_ignoring_it():
+    previous = signal.signal(signal.SIGHUP, signal.SIG_IGN)  # as nohup starts a program
+    try:
+        with stopping.StopFlag() as flag:
+            os.kill(os.getpid(), signal.SIGHUP)
+            assert flag.signal is None
+    finally:
+        signal.signal(signal.SIGHUP, previous)
+
+
+def test_an_event_file_that_cannot_be_written_does_not_stop_the_run(corpus, tmp_path, capsys, monkeypatch):
+    from machinery.tf1 import tf
+
+    def full_disk(*args, **kwargs):
+        raise tf.errors.ResourceExhaustedError(None, None, "events.out.tfevents: No space left on device")
+
+    monkeypatch.setattr(tf.summary.FileWriter, "add_summary", full_disk)
+    monkeypatch.setattr(tf.summary.FileWriter, "flush", full_disk)
+    out = tmp_path / "run"
+    assert arch1_hidden.main(["--data", str(corpus), "--out", str(out), *TINY, "--num-steps", "40"]) == 0
+    printed = capsys.readouterr().out
+    assert printed.count("TensorBoard's event file can no longer be written") == 1 and "training goes on" in printed
+    assert (out / "results.json").exists()
+
+
+def test_a_text_larger_than_the_memory_is_refused_before_it_is_read(tmp_path, capsys):
+    huge = tmp_path / "sparse.txt"
+    with open(huge, "wb") as f:
+        f.truncate(2 ** 42)  # 4 TB of holes: nothing on disk, but no machine here can hold it
+    with pytest.raises(data.DataError, match="too much for this machine's .* memory"):
+        data.load_text(huge)
+    assert arch1_hidden.main(["--data", str(huge), "--out", str(tmp_path / "run")]) == 1
+    assert "too much for this machine" in one_line_error(capsys)
+
+
+def test_a_missing_data_file_is_said_before_the_folder(corpus, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert arch1_hidden.main(["--data", str(corpus), "--out", str(out), *TINY, "--num-steps", "5"]) == 0
+    assert arch1_hidden.main(["--data", str(tmp_path / "typo.txt"), "--out", str(out)]) == 1
+    assert "typo.txt: no such file" in one_line_error(capsys)
+
+
+def test_the_time_budget_is_checked_at_every_step(corpus, tmp_path, capsys, monkeypatch):
+    # a clock that moves a second each time it is read: a budget of 0.1 minutes is spent within a few steps,
+    # long before the next report line (--summary-frequency 100000)
+    now = [1e9]
+    monkeypatch.setattr(stopping.time, "time", lambda: now.append(now[-1] + 1.0) or now[-1])
+    out = tmp_path / "run"
+    assert arch1_hidden.main(["--data", str(corpus), "--out", str(out), *TINY, "--summary-frequency", "100000",
+                              "--time-budget", "0.1", "--num-steps", "100000"]) == 0
+    results = json.loads((out / "results.json").read_text())
+    assert results["stopped_by_time_budget"] and results["steps"] <= 6
+    assert "the time budget of 0.1 minutes is spent" in capsys.readouterr().out
