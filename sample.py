@@ -95,18 +95,21 @@ def _main(argv):
     log = lambda message: print(message, file=sys.stderr)
     prime = clean_prime(args.prime, log)
     config, model, sess = checkpoints.load_run(args.checkpoint, [arch1_hidden, arch2_output])
-    log(f"sample.py: generating from {config['architecture']} at step {config['step']:,} ({args.checkpoint})")
     rng = np.random.default_rng(args.seed)
-    for _ in range(args.num_samples):
-        made = []
-        try:
+    made = []  # the sample being made; None once it is printed
+    try:
+        log(f"sample.py: generating from {config['architecture']} at step {config['step']:,} ({args.checkpoint})")
+        for _ in range(args.num_samples):
+            made = []
             for char in generate(sess, model, args.length, rng, prime=prime, temperature=args.temperature,
                                  argmax=args.argmax):
                 made.append(char)
-        except KeyboardInterrupt as e:  # Ctrl-C or SIGTERM: print what was made, then stop
+            text, made = prime + "".join(made), None
+            print(text, flush=True)
+    except KeyboardInterrupt as e:  # Ctrl-C or SIGTERM: print what was made of the sample under way, then stop
+        if made is not None:
             print(prime + "".join(made), flush=True)
-            return 128 + getattr(e, "signum", signal.SIGINT)
-        print(prime + "".join(made), flush=True)
+        return 128 + getattr(e, "signum", signal.SIGINT)
     sess.close()
     return 0
 
