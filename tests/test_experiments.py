@@ -19,7 +19,6 @@ import experiments
 from machinery import ngram, sessions, settings
 from helpers import TINY, hparams, load_run, wait_until, session, variables, write_corpus
 
-pytestmark = pytest.mark.slow  # whole trainings, subprocesses and signals (-m "not slow" leaves them out)
 
 
 @pytest.fixture(scope="module")

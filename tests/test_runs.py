@@ -18,7 +18,6 @@ import sample
 from machinery import folder as run_folder, sessions, training
 from helpers import TINY, child, load_run, write_corpus
 
-pytestmark = pytest.mark.slow  # whole trainings, subprocesses and signals (-m "not slow" leaves them out)
 
 ROOT = Path(__file__).resolve().parent.parent
 POSIX_SIGNALS = pytest.mark.skipif(sys.platform == "win32", reason="SIGTERM is not delivered this way on Windows")
