@@ -6,7 +6,7 @@
 This file is the post's Arch 1, whole: the hyperparameters, the graph with its optimizer and its sampling
 branch (build_graph), and the Session loop that trains it and samples from it (session_loop). It is what
 `python arch1_hidden.py` runs. machinery/fast.py holds the same model rewritten for speed (--graph fast,
-about 1.5 times quicker), which the tests prove equal to this one. Run `python arch1_hidden.py --help` for
+1.4 to 2 times quicker), which the tests prove equal to this one. Run `python arch1_hidden.py --help` for
 the options; README.md explains the output.
 """
 import machinery.startup  # noqa: F401 -- first: Ctrl-C while the libraries load exits quietly

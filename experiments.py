@@ -71,7 +71,7 @@ SETS = {
         "budget": "time_budget",
         "configs": {
             "post-defaults": ("arch1_hidden", ["--num-steps", "1000000000", "--eval-frequency", "5000"]),
-            # the best of the search on gcide8 (docs/experiments.md): jargon8's recipe, 512 wide, W started as
+            # the best of the search on gcide8 (docs/recipe.md): jargon8's recipe, 512 wide, W started as
             # the identity, the rate halved every 12,500 of the about 44,000 steps 30 minutes give on one core
             "recipe": ("arch1_hidden", ["--num-steps", "1000000000", "--combine", "add", "--num-nodes", "512",
                                         "--batch-size", "64", "--num-unrollings", "50", "--optimizer", "adam",
@@ -83,7 +83,7 @@ SETS = {
                     "recipe", "post-defaults", "best_valid_bpc")],
     },
 }
-DEFAULT_STEPS = 30_001  # claims: 12.5 minutes for the set, 3 seeds, on jargon8 and 2 cores (docs/experiments.md)
+DEFAULT_STEPS = 30_001  # claims: 12.5 minutes for the set, 3 seeds, on jargon8 and 2 cores (docs/claims.md)
 DEFAULT_BUDGET = 30.0  # recipe: minutes a run
 SCRIPTS = {script.ARCHITECTURE: script for script in (arch1_hidden, arch2_output)}
 FIELDS = ["config", "seed", "graph", "steps", "train_seconds", "valid_bpc", "test_bpc", "best_step", "best_valid_bpc",
@@ -96,7 +96,7 @@ class ExperimentError(UserError):
 
 def plan(name, seeds, out, data_path, num_steps, time_budget, graph="fast", threads=0):
     """[(config, seed, folder, command)] of a set: every configuration with every seed, trained with graph
-    ("fast" by default: the same model as the post's graph, proven equal by the tests, about 1.5 times
+    ("fast" by default: the same model as the post's graph, proven equal by the tests, 1.4 to 2 times
     quicker) and threads CPU threads (0: the runs' default, every core)."""
     budget = (["--num-steps", str(num_steps), "--eval-frequency", str(max(1, num_steps // 10))]  # 10 validations
               if SETS[name]["budget"] == "num_steps" else ["--time-budget", str(time_budget)])
@@ -383,7 +383,7 @@ def build_parser():
                         metavar="MINUTES", help=f"recipe: minutes of training a run (default {DEFAULT_BUDGET:g})")
     parser.add_argument("--graph", choices=("post", "fast"), default="fast",
                         help="the graph every run trains with (default fast: the post's model, proven equal by the "
-                             "tests, about 1.5 times quicker)")
+                             "tests, 1.4 to 2 times quicker)")
     parser.add_argument("--threads", type=number(int, low=0, high=1024), default=0, metavar="N",
                         help="CPU threads of every run (default 0: every core). On a time budget a run's steps "
                              "depend on it: --threads 1 gives each run one core, the same whether the runs go one "

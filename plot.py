@@ -89,26 +89,39 @@ def _main(argv):
     return 0
 
 
+BITS_SHOWN = 8.0  # bits/char drawn at most: a uniform guess is log2(27) = 4.75, anything far above is divergence
+
+
+def _line(ax, points, **style):
+    """One curve; a curve of a point or two gets markers, so that it shows."""
+    steps, values = points
+    if len(steps) < 3:
+        style = {"marker": "o", "markersize": 4, **style}
+    ax.plot(steps, values, **style)
+
+
 def draw(runs, out):
-    """The three panels of runs [(name, scalars)], written to out; returns each panel's legend labels."""
+    """The three panels of runs [(name, scalars)], written to out; returns each panel's legend labels, y scale
+    and y range, by title."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import FuncFormatter
     fig, (bits, rate, grad) = plt.subplots(1, 3, figsize=(15, 4.8))
     for i, (name, scalars) in enumerate(runs):
         color = f"C{i}"
         if "train/bpc" in scalars:
-            bits.plot(*scalars["train/bpc"], color=color, linewidth=1, label=f"{name}: training batches")
+            _line(bits, scalars["train/bpc"], color=color, linewidth=1, label=f"{name}: training batches")
         if "valid/bpc" in scalars:
-            bits.plot(*scalars["valid/bpc"], color=color, linestyle="--", marker="o", markersize=3,
-                      label=f"{name}: validation")
+            _line(bits, scalars["valid/bpc"], color=color, linestyle="--", marker="o", markersize=3,
+                  label=f"{name}: validation")
         if "learning_rate" in scalars:
-            rate.plot(*scalars["learning_rate"], color=color, label=name)
+            _line(rate, scalars["learning_rate"], color=color, label=name)
         if "grad_norm/mean" in scalars:
-            grad.plot(*scalars["grad_norm/mean"], color=color, label=f"{name}: mean of the period")
+            _line(grad, scalars["grad_norm/mean"], color=color, label=f"{name}: mean of the period")
         if "grad_norm/max" in scalars:
-            grad.plot(*scalars["grad_norm/max"], color=color, linestyle=":", linewidth=0.8,
-                      label=f"{name}: largest of the period")
+            _line(grad, scalars["grad_norm/max"], color=color, linestyle=":", linewidth=0.8,
+                  label=f"{name}: largest of the period")
     for ax, title in ((bits, "bits per character"), (rate, "learning rate"),
                       (grad, "gradient norm before clipping")):
         ax.set_title(title)
@@ -116,13 +129,21 @@ def draw(runs, out):
         ax.grid(True, alpha=0.3)
         if ax.lines:
             ax.legend(fontsize=7)
-    rate.set_yscale("log")
+    if bits.get_ylim()[1] > BITS_SHOWN:  # a diverging run leaves the panel at its top edge
+        bits.set_ylim(top=BITS_SHOWN)
+    rates = [v for line in rate.lines for v in line.get_ydata() if v > 0]
+    if rates and max(rates) / min(rates) > 10:  # a decay over decades: a log axis, read in plain numbers
+        rate.set_yscale("log")
+        for axis_format in (rate.yaxis.set_major_formatter, rate.yaxis.set_minor_formatter):
+            axis_format(FuncFormatter(lambda value, _: f"{value:g}"))
     grad.set_yscale("log")
     fig.tight_layout()
     save_figure(fig, out, dpi=90)
-    labels = {ax.get_title(): [line.get_label() for line in ax.lines] for ax in (bits, rate, grad)}
+    panels = {ax.get_title(): {"labels": [line.get_label() for line in ax.lines], "yscale": ax.get_yscale(),
+                               "ylim": ax.get_ylim(), "markers": [line.get_marker() for line in ax.lines]}
+              for ax in (bits, rate, grad)}
     plt.close(fig)
-    return labels
+    return panels
 
 
 if __name__ == "__main__":

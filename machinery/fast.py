@@ -1,5 +1,5 @@
 """The fast graphs (--graph fast, opt-in): the models of arch1_hidden.py and arch2_output.py rewritten for
-speed, about 1.5 times quicker. Read the scripts to follow the post; this module is what --graph fast runs.
+speed, 1.4 to 2 times quicker. Read the scripts to follow the post; this module is what --graph fast runs.
 
 Each graph builds the same variables under the same names as the post's, so a checkpoint of either loads in
 the other, and offers the same Model (graphs.Model) to the training loop, evaluation, sampling and

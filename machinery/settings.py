@@ -13,7 +13,7 @@ from machinery import graphs
 
 LOOP_OPTIONS = dict(  # options of the run rather than the model; none of them changes what is learnt
     graph=("post", "post: the post's graph, as the script writes it; fast: the same model rewritten for "
-                   "speed (machinery/fast.py, about 1.5 times quicker), proven equal by the tests"),
+                   "speed (machinery/fast.py, 1.4 to 2 times quicker), proven equal by the tests"),
     summary_frequency=(1000, "steps between report lines"),
     eval_frequency=(10_000, "steps between validations, samples and checkpoints"),
     valid_chars=(100_000, "validation characters used by the periodic validation (the end uses all)"),

@@ -47,7 +47,7 @@ class Run:
             self.log(f"{self.architecture}: {self.source}, {len(self._ids):,} characters (train "
                      f"{len(self.splits[0]):,}, valid {len(self.splits[1]):,}, test {len(self.splits[2]):,})")
             self.log("config: " + ", ".join(f"{k}={v}" for k, v in self.hp.items()) + (
-                "" if self.hp["graph"] == "fast" else "  (--graph fast trains the same model about 1.5 times quicker)"))
+                "" if self.hp["graph"] == "fast" else "  (--graph fast trains the same model 1.4 to 2 times quicker)"))
             sessions.check_memory(self.hp)  # a model too large for this machine is one line, not an abort in TF
             self.stop = setup.enter_context(StopFlag())
             self.stopping = Stopping(self.hp, self.config or {})

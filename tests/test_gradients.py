@@ -123,15 +123,28 @@ def test_training_curves(runs, tmp_path, capsys):
     # TensorBoard gets the same validation tags at every validation, the last one included
     assert scalars["valid/perplexity"][0] == [20, 40]
     # training and validation in bits/char on one axis, every line in a legend
-    labels = plot.draw([("one", scalars)], tmp_path / "one.png")
-    assert labels["bits per character"] == ["one: training batches", "one: validation"]
-    assert labels["gradient norm before clipping"] == ["one: mean of the period", "one: largest of the period"]
+    panels = plot.draw([("one", scalars)], tmp_path / "one.png")
+    assert panels["bits per character"]["labels"] == ["one: training batches", "one: validation"]
+    assert panels["gradient norm before clipping"]["labels"] == ["one: mean of the period",
+                                                                 "one: largest of the period"]
     np.testing.assert_allclose(scalars["train/bpc"][1], np.array(values) / np.log(2), rtol=1e-5)
     capsys.readouterr()
     (tmp_path / "empty").mkdir()
     assert plot.main([str(tmp_path / "empty")]) == 1
     err = capsys.readouterr().err
     assert "no TensorBoard event files" in err and err.count("\n") == 1
+
+
+def test_curves_of_a_short_or_diverging_run_can_be_read(tmp_path):
+    one_line = {"train/bpc": ([1000], [4.1e9]), "learning_rate": ([1000], [2.5]), "grad_norm/mean": ([1000], [1e11]),
+                "valid/bpc": ([1000], [3.9])}  # one report line, a diverging loss, a rate that has not decayed
+    panels = plot.draw([("one", one_line)], tmp_path / "one.png")
+    bits, rate = panels["bits per character"], panels["learning rate"]
+    assert bits["markers"][0] == "o"  # a single point is drawn
+    assert bits["ylim"][1] <= plot.BITS_SHOWN  # one huge value does not flatten the rest
+    assert rate["yscale"] == "linear"  # 2.5 -> 1.88 is no decade: plain numbers on a linear axis
+    decaying = {"learning_rate": ([1, 100000, 200000], [2.5, 0.25, 0.025])}
+    assert plot.draw([("two", decaying)], tmp_path / "two.png")["learning rate"]["yscale"] == "log"
 
 
 @pytest.mark.slow
