@@ -362,7 +362,7 @@ def describe(argv):
     returns the exit status."""
     corpus, source = load_corpus(argv[0] if argv else None, log=lambda s: print(s, file=sys.stderr))
     parts = split(corpus)
-    print(f"{source}: {len(corpus):,} characters; train {len(parts[0]):,}, valid {len(parts[1]):,}, "
+    print(f"{argv[0] if argv else source}: {len(corpus):,} characters; train {len(parts[0]):,}, valid {len(parts[1]):,}, "
           f"test {len(parts[2]):,}")
     for name, part in zip(("train", "valid", "test"), parts):
         h1, h2 = entropies(part)

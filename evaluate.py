@@ -41,11 +41,11 @@ def build_parser():
 def evaluate_ngram(order, path, log=print):
     """{ngram, data, train_chars, valid_bpc, test_bpc, valid_chars, test_chars, seconds} of an order-N
     Kneser-Ney model trained on the training split of the corpus at path."""
-    ids, source = data.load_corpus(path, log=log)
+    ids, _ = data.load_corpus(path, log=log)
     train, valid, test = data.split(ids)
     started = time.time()
     model = ngram.KneserNey(train, order)
-    return {"ngram": order, "data": source, "train_chars": len(train), "valid_bpc": round(model.bpc(valid), 4),
+    return {"ngram": order, "data": str(path), "train_chars": len(train), "valid_bpc": round(model.bpc(valid), 4),
             "test_bpc": round(model.bpc(test), 4), "valid_chars": len(valid) - 1, "test_chars": len(test) - 1,
             "seconds": round(time.time() - started, 1)}
 

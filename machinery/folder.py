@@ -287,8 +287,10 @@ def check_hparams(config, folder, hparams):
     """Checks config["hparams"] with the command line's rules for an architecture's hparams; settings that
     later versions added take their defaults. UserError naming the first bad one."""
     try:
-        config["hparams"] = settings.check_settings(
-            {**settings.defaults({}), **settings.optional_settings(hparams), **config["hparams"]}, hparams)
+        merged = {**settings.defaults({}), **settings.optional_settings(hparams), **config["hparams"]}
+        order = list(settings.defaults(hparams))  # the script's order, as a new run's
+        merged = {**{k: merged[k] for k in order if k in merged}, **merged}
+        config["hparams"] = settings.check_settings(merged, hparams)
     except UserError as e:
         raise damaged(Path(folder) / CONFIG, e) from None
     return config

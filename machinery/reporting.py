@@ -1,7 +1,7 @@
 """What a run reports: a line every summary_frequency steps (the steps since the previous line), validations and
-samples, a progress bar, and TensorBoard's event file. Time spent validating is left out of the speed.
+samples, a progress bar, and TensorBoard's event file. Time spent validating, saving and sampling is left out
+of the speed.
 """
-import contextlib
 import math
 import time
 
@@ -43,7 +43,7 @@ class Report:
     figures as TensorBoard scalars. A context manager: the bar and the event file close with it."""
 
     def __init__(self, hp, config):
-        self.hp, self.speeds, self.writer = hp, [], None
+        self.hp, self.speeds, self.writer, self._held_since = hp, [], None, None
         self.bar = progress_bar(hp, config)
         self._bar_at = time.time()
         self._new_period()
@@ -76,6 +76,9 @@ class Report:
 
     def step(self, loss, grad_norm):
         """One step's loss and gradient norm, counted in the period; the bar moves on."""
+        if self._held_since is not None:
+            self.paused += time.time() - self._held_since
+            self._held_since = None
         self.loss += loss
         self.grad += grad_norm
         self.grad_max = max(self.grad_max, grad_norm)
@@ -115,14 +118,10 @@ class Report:
         self.scalars(step, {"valid/bpc": valid_bpc, "valid/perplexity": perplexity(valid_bpc * math.log(2)),
                             "valid/train_seconds": train_seconds})
 
-    @contextlib.contextmanager
-    def pause(self):
-        """Time spent in the block (validating, saving, sampling) is left out of the period's speed."""
-        started = time.time()
-        try:
-            yield
-        finally:
-            self.paused += time.time() - started
+    def hold(self):
+        """From now until the next step, time is left out of the speed: a validation, a checkpoint, samples."""
+        if self._held_since is None:
+            self._held_since = time.time()
 
     def say(self, line):
         """Prints a line of the run's output above the progress bar."""

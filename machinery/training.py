@@ -115,18 +115,19 @@ class Run:
     def validate(self, step):
         """Bits per character on the first valid_chars of the validation split, reported; a validation loss that
         is no longer finite stops the run, keeping the last good checkpoint."""
-        with self.report.pause():
-            valid_slice = self.splits[1][:self.hp["valid_chars"]]
-            valid_bpc = bpc(self.evaluator(valid_slice))
-            check_finite("validation loss", valid_bpc, step, self._last_saved(), self.out)
-            self.report.validation(step, valid_bpc, len(valid_slice), self.train_seconds())
+        self.report.hold()  # the validation, the checkpoint and the samples that follow it are not training
+        valid_slice = self.splits[1][:self.hp["valid_chars"]]
+        valid_bpc = bpc(self.evaluator(valid_slice))
+        check_finite("validation loss", valid_bpc, step, self._last_saved(), self.out)
+        self.report.validation(step, valid_bpc, len(valid_slice), self.train_seconds())
         self._validated_at = step
         return valid_bpc
 
     def save(self, step, state, valid_bpc=None):
         """A checkpoint of the weights, the carried state and the cursors at step (the best by validation kept in
         best/); a stop signal meanwhile waits for it to finish."""
-        with self.report.pause(), self.stop.holding():
+        self.report.hold()
+        with self.stop.holding():
             config = {**self.config, "step": step, "batch_position": self.batch.cursors.tolist(),
                       "train_seconds": round(self.train_seconds(), 1)}
             self.config = checkpoints.save(self.session, self.model, self.out, config, state, valid_bpc)
