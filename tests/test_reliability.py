@@ -141,10 +141,10 @@ def test_sample_sigterm_prints_what_it_made(trained):
 
 @POSIX
 @pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")
-@pytest.mark.parametrize("tool", ["sample.py", "evaluate.py"])
+@pytest.mark.parametrize("tool", ["sample.py", "evaluate.py", "data.py"])
 def test_a_full_disk_under_the_output_is_one_line(tool, trained, corpus):
-    args = (["--checkpoint", trained, "--length", 100_000] if tool == "sample.py"
-            else ["--checkpoint", trained, "--data", corpus, "--json"])
+    args = {"sample.py": ["--checkpoint", trained, "--length", 100_000], "data.py": [corpus],
+            "evaluate.py": ["--checkpoint", trained, "--data", corpus, "--json"]}[tool]
     with open("/dev/full", "w") as full:
         done = run_child([tool, *args], stdout=full)
     assert done.returncode == 1 and "Traceback" not in done.stderr and "Exception" not in done.stderr, done.stderr
@@ -399,3 +399,43 @@ def test_the_time_budget_is_checked_at_every_step(corpus, tmp_path, capsys, monk
     results = json.loads((out / "results.json").read_text())
     assert results["stopped_by_time_budget"] and results["steps"] <= 6
     assert "the time budget of 0.1 minutes is spent" in capsys.readouterr().out
+
+
+def test_a_full_run_folder_is_named_not_called_the_output(tmp_path, monkeypatch):
+    def full_disk(self, *args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(Path, "write_text", full_disk)
+    with pytest.raises(UserError, match=r"cannot write .*results.json \(No space left on device\)"):
+        run_folder.write_json(tmp_path / "results.json", {"valid_bpc": 2.5})
+    assert not list(tmp_path.iterdir())  # no half-written file left
+
+
+def test_odd_files_in_a_run_folder_are_named(corpus, tmp_path, capsys):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "checkpoint").write_text("a user's own file")  # the name of TensorFlow's bookkeeping file
+    assert arch1_hidden.main(["--data", str(corpus), "--out", str(out), *TINY]) == 1
+    err = one_line_error(capsys)
+    assert "delete checkpoint, or pass another --out" in err
+    fifo = tmp_path / "fifo-run"
+    fifo.mkdir()
+    os.mkfifo(fifo / ".lock")
+    assert arch1_hidden.main(["--data", str(corpus), "--out", str(fifo), *TINY]) == 1
+    assert ".lock is not a file" in one_line_error(capsys)
+
+
+def test_a_link_loop_is_said_by_every_tool(trained, tmp_path, capsys):
+    import evaluate
+    loop = tmp_path / "loop"
+    loop.symlink_to(loop)
+    assert evaluate.main(["--checkpoint", str(trained), "--data", str(loop)]) == 1
+    assert "a loop of symbolic links" in one_line_error(capsys, "evaluate.py: error: ")
+    assert evaluate.main(["--ngram", "3", "--data", str(loop)]) == 1
+    assert "a loop of symbolic links" in one_line_error(capsys, "evaluate.py: error: ")
+
+
+def test_a_diverging_perplexity_is_printed_short():
+    from machinery import reporting
+    assert reporting.figure(2.0 ** 249) == "9.05e+74"  # not 75 digits
+    assert reporting.figure(float("inf")).strip() == "inf" and reporting.figure(6.01) == "  6.01"
