@@ -203,8 +203,8 @@ def lock(folder):
 @contextlib.contextmanager
 def claim(out):
     """The run folder out for the length of a run: made if need be, checked writable, locked (lock()), and
-    cleared of what saves that died left in it. A run that fails before writing anything there leaves nothing
-    behind: the lock file it made, and the folders made for it, go too."""
+    cleared of what saves that died left in it. A run that fails leaves no lock file it made behind, and a run
+    that fails before writing anything there leaves not even the folders made for it."""
     made = [p for p in (out, *out.parents) if not p.exists()]  # innermost first
     lock_made = not (out / LOCK).exists()
     try:
@@ -215,7 +215,7 @@ def claim(out):
                 remove_dead_saves(out)  # under the lock: no live save is running
                 yield
             except BaseException:
-                if lock_made and [p.name for p in out.iterdir()] == [LOCK]:
+                if lock_made:
                     remove([out / LOCK])
                 raise
     except BaseException:

@@ -15,7 +15,7 @@ import pytest
 import arch1_hidden
 import gradients
 import sample
-from machinery import folder as run_folder, sessions, training
+from machinery import ending, folder as run_folder, sessions, training
 from helpers import TINY, child, load_run, write_corpus
 
 
@@ -117,7 +117,7 @@ def test_ctrl_c_during_the_final_evaluation_keeps_the_last_steps(corpus, tmp_pat
 
     out = tmp_path / "run"
     with monkeypatch.context() as patch:
-        patch.setattr(training, "final_scores", interrupted)
+        patch.setattr(ending, "final_scores", interrupted)
         assert train(["--data", corpus, "--out", out, *TINY, "--eval-frequency", 1000, "--num-steps", 30]) == 130
     printed = capsys.readouterr().out
     assert "interrupted during the final evaluation: step 30 is saved" in printed
