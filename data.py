@@ -280,12 +280,15 @@ def ids_to_text(ids):
     return "".join(ALPHABET[i] for i in np.asarray(ids).ravel())
 
 
+_ONE_HOT_ROWS = np.eye(alphabet_size, dtype=np.float32)  # row i: the one-hot vector of id i
+
+
 def one_hot(ids):  # the listings' char2vec, for any array of ids at once
     """One-hot float32 encoding: an id gives a [27] vector, an array of ids gets a trailing axis of 27."""
     ids = np.asarray(ids)
     if ids.size and (ids.min() < 0 or ids.max() >= alphabet_size):
         raise ValueError(f"ids must lie in 0..{alphabet_size - 1}")
-    return np.eye(alphabet_size, dtype=np.float32)[ids]
+    return _ONE_HOT_ROWS.take(ids, axis=0)
 
 
 def vec2mat(vector):

@@ -42,7 +42,9 @@ class _TensorFlow:
             v1.disable_eager_execution()
             v1.logging.set_verbosity(v1.logging.ERROR)
             _TensorFlow._module = v1
-        return getattr(_TensorFlow._module, name)
+        value = getattr(_TensorFlow._module, name)
+        setattr(self, name, value)  # found directly from now on: the training step asks for tf.Tensor often
+        return value
 
 
 tf = _TensorFlow()
