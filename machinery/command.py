@@ -50,10 +50,10 @@ def run_command(prog, main, argv=None, training=False):
     without stopping the run (OutputThatMayGoAway).
     """
     startup.done()  # Ctrl-C is KeyboardInterrupt again, and handled here
+    taken = {}  # the stop signals this call handles, and their handlers before it (restored at its end)
     if sys.platform != "win32" and threading.current_thread() is threading.main_thread():
-        for s in (signal.SIGTERM, signal.SIGHUP):
-            if signal.getsignal(s) == signal.SIG_DFL:
-                signal.signal(s, _stop)
+        taken = {s: signal.signal(s, _stop) for s in (signal.SIGTERM, signal.SIGHUP)
+                 if signal.getsignal(s) == signal.SIG_DFL}
     stdout = sys.stdout
     if training:
         if hasattr(sys.stdout, "reconfigure"):
@@ -77,6 +77,8 @@ def run_command(prog, main, argv=None, training=False):
         return 128 + getattr(e, "signum", signal.SIGINT)
     finally:
         sys.stdout = stdout
+        for s, handler in taken.items():
+            signal.signal(s, handler)
 
 
 class OutputThatMayGoAway:
