@@ -20,9 +20,11 @@ from pathlib import Path
 import numpy as np
 
 
-class DataError(Exception):
-    """A problem with the data that the user can fix; its message is one line saying how (the tools print it as
-    they print any user mistake: machinery/command.py)."""
+from machinery.command import UserError, run_command
+
+
+class DataError(UserError):
+    """A problem with the data that the user can fix; its message is one line saying how."""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -373,9 +375,5 @@ def describe(argv):
     return 0
 
 
-if __name__ == "__main__":
-    # The tools' command-line contract (one line for a mistake, 130 for Ctrl-C, a full disk said): it knows the
-    # importable module `data`, whose describe() runs here.
-    from machinery import command
-    import data
-    sys.exit(command.run_command("data.py", data.describe, sys.argv[1:]))
+if __name__ == "__main__":  # the tools' contract: one line for a mistake, 130 for Ctrl-C, a full disk said
+    sys.exit(run_command("data.py", describe, sys.argv[1:]))

@@ -8,7 +8,6 @@ import signal
 import sys
 import threading
 
-from data import DataError
 from machinery import startup
 
 
@@ -63,7 +62,7 @@ def run_command(prog, main, argv=None, training=False):
         status = main(argv)
         sys.stdout.flush()  # a full disk or a closed pipe is found here, not after the exit status is set
         return status
-    except (UserError, DataError) as e:
+    except UserError as e:
         print(f"{prog}: error: {e}", file=sys.stderr)
         return 1
     except BrokenPipeError:  # `| head`: the reader has what it wanted
