@@ -34,9 +34,14 @@ HPARAMS = dict(
     decay_steps=(80_000, "the learning rate is multiplied by decay_rate every decay_steps steps"),
     decay_rate=(0.75, "factor of the exponential learning-rate decay"),
     staircase=(True, "decay in steps (True) or continuously (False)"),
+    decay_minutes=(0.0, "not the post's: multiply the learning rate by decay_rate every this many minutes of training "
+                        "instead of every decay_steps steps, to anneal alike on any machine (0: by steps)"),
+    warmup_steps=(0, "not the post's: the learning rate rises linearly to its value over this many first steps (0: none)"),
     clip_norm=(1.25, "gradients are rescaled so that their global norm is at most this"),
     init=("default", "initial weights: default (mean 0, variance 1/fan-in) or notebook (the notebooks' "
                      "truncated_normal(shape, -0.1, 0.1): docs/differences.md)"),
+    dropout=(0.0, "not the post's: in training, each unit of x_t U and of h_t on its way to V is dropped with "
+                  "this probability (0: none; docs/differences.md)"),
     recurrent_init=("default", "W alone: default (as --init), orthogonal or identity (not the post's: "
                                "docs/differences.md)"),
     num_steps=(100_001, "training steps (the notebook ran 800,001: docs/usage.md)"),
@@ -63,17 +68,19 @@ def build_graph(hp):
         V = graphs.weight([hidden_size, alphabet_size], "V", hp["init"])  # [hidden_size, 27]: hidden -> scores
         c = tf.Variable(tf.zeros([alphabet_size]), name="c")  # [27]
 
-        def cell(x, h):  # the listings' RNN(i, o_input)
-            """One time step: (h_t, logits_t) from the one-hot input x_t [batch, 27] and h_{t-1}."""
-            h = act(combine(tf.matmul(x, U), tf.matmul(h, W)) + b)
-            return h, tf.matmul(h, V) + c
+        def cell(x, h, masks=None):  # the listings' RNN(i, o_input)
+            """One time step: (h_t, logits_t) from the one-hot input x_t [batch, 27] and h_{t-1}. masks: --dropout's
+            for x_t U and for h_t on its way to V, in training (not the post's: docs/differences.md)."""
+            xU = tf.matmul(x, U) if masks is None else tf.matmul(x, U) * masks[0]
+            h = act(combine(xU, tf.matmul(h, W)) + b)
+            return h, tf.matmul(h if masks is None else h * masks[1], V) + c
 
-        def unroll(inputs, h):
+        def unroll(inputs, h, masks=None):
             """The cell over a list of inputs from the state h: (every step's logits stacked in time order
-            [steps * batch, 27], the last state)."""
+            [steps * batch, 27], the last state). masks: each step's, with --dropout."""
             outputs = []  # the logits of each step
-            for x in inputs:
-                h, logits = cell(x, h)
+            for t, x in enumerate(inputs):
+                h, logits = cell(x, h, masks and masks[t])
                 outputs.append(logits)
             return tf.concat(outputs, axis=0), h
 
@@ -86,7 +93,8 @@ def build_graph(hp):
         # The hidden state carried from the previous mega-batch (truncated backprop through time): fed in,
         # zeros at the start, and the last one fetched to be fed back at the next step.
         initial_state = tf.placeholder(tf.float32, [batch_size, hidden_size], name="initial_state")
-        logits, final_state = unroll(train, initial_state)
+        masks = graphs.dropout_masks(hp, num_unrollings, batch_size, [n, hidden_size])  # None: no --dropout
+        logits, final_state = unroll(train, initial_state, masks)
         loss = tf.reduce_mean(tf.nn.softmax_cross_entropy_with_logits(
             labels=tf.concat(labels, axis=0), logits=logits))
 
@@ -95,6 +103,8 @@ def build_graph(hp):
         global_step = tf.train.get_or_create_global_step()
         learning_rate = tf.train.exponential_decay(
             hp["learning_rate"], global_step, hp["decay_steps"], hp["decay_rate"], staircase=hp["staircase"])
+        if hp["decay_minutes"] or hp["warmup_steps"]:  # not the post's: decay with time, warm up (docs/differences.md)
+            learning_rate = graphs.our_schedule(hp, global_step)
         optimizer = graphs.OPTIMIZERS[hp["optimizer"]](learning_rate)
         gradients, variables = zip(*optimizer.compute_gradients(loss))
         gradients_clipped, grad_norm = tf.clip_by_global_norm(gradients, hp["clip_norm"])  # grad_norm: before clipping

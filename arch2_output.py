@@ -38,6 +38,9 @@ HPARAMS = dict(
     decay_steps=(5_000, "the learning rate is multiplied by decay_rate every decay_steps steps"),
     decay_rate=(0.1, "factor of the exponential learning-rate decay"),
     staircase=(True, "decay in steps (True) or continuously (False)"),
+    decay_minutes=(0.0, "not the post's: multiply the learning rate by decay_rate every this many minutes of training "
+                        "instead of every decay_steps steps, to anneal alike on any machine (0: by steps)"),
+    warmup_steps=(0, "not the post's: the learning rate rises linearly to its value over this many first steps (0: none)"),
     clip_norm=(1.25, "gradients are rescaled so that their global norm is at most this"),
     init=("default", "initial weights: default (mean 0, variance 1/fan-in) or notebook (the notebooks' "
                      "truncated_normal(shape, -0.1, 0.1): docs/differences.md)"),
@@ -104,6 +107,8 @@ def build_graph(hp):
         global_step = tf.train.get_or_create_global_step()
         learning_rate = tf.train.exponential_decay(
             hp["learning_rate"], global_step, hp["decay_steps"], hp["decay_rate"], staircase=hp["staircase"])
+        if hp["decay_minutes"] or hp["warmup_steps"]:  # not the post's: decay with time, warm up (docs/differences.md)
+            learning_rate = graphs.our_schedule(hp, global_step)
         optimizer = graphs.OPTIMIZERS[hp["optimizer"]](learning_rate)
         gradients, variables = zip(*optimizer.compute_gradients(loss))
         gradients_clipped, grad_norm = tf.clip_by_global_norm(gradients, hp["clip_norm"])  # grad_norm: before clipping

@@ -146,6 +146,8 @@ def optimize(loss, hp):
     global_step = tf.train.get_or_create_global_step()
     learning_rate = tf.train.exponential_decay(
         hp["learning_rate"], global_step, hp["decay_steps"], hp["decay_rate"], staircase=hp["staircase"])
+    if hp["decay_minutes"] or hp["warmup_steps"]:
+        learning_rate = graphs.our_schedule(hp, global_step)
     optimizer = graphs.OPTIMIZERS[hp["optimizer"]](learning_rate)
     gradients, params = zip(*optimizer.compute_gradients(loss))
     clipped, grad_norm = tf.clip_by_global_norm(gradients, hp["clip_norm"])
@@ -153,7 +155,7 @@ def optimize(loss, hp):
     return train_op, learning_rate, grad_norm
 
 
-def _concat_unroll(inputs, h, weights, activation, num_chains):
+def _concat_unroll(inputs, h, weights, activation, num_chains, masks=None):
     """Arch 1's unroll with concat (technique 3): (every step's logits [steps * batch, 27], the last state).
 
     h_t = act(concat([x_t U, h_{t-1} W]) + b) splits into two halves that never mix. With W = [W_a; W_r],
@@ -163,7 +165,8 @@ def _concat_unroll(inputs, h, weights, activation, num_chains):
         logits_t = a_t V_a + r_t V_r + c.
     x_t is one-hot, so a_t is the row of A = act(U + b_a) for the current character: a_t = x_t A,
     a_t W_a = x_t (A W_a), a_t V_a = x_t (A V_a). Those [27, n] tables are made once per run; only r_{t-1} W_r
-    remains recurrent, the rest is one matmul for all steps.
+    remains recurrent, the rest is one matmul for all steps. With --dropout (masks: [the whole window's mask
+    for x_t U, for h_t]) a_t is no longer a row of a table: a_t and the output are computed for every step.
     """
     U, W, b, V, c = weights
     batch, x = inputs[0].shape[0], tf.concat(inputs, axis=0)  # x: [steps * batch, 27]
@@ -171,6 +174,12 @@ def _concat_unroll(inputs, h, weights, activation, num_chains):
     b_a, b_r = tf.split(b, 2)
     V_a, V_r = tf.split(V, 2, axis=0)  # [n, 27] each
     a_0, r_0 = tf.split(h, 2, axis=1)  # the state carried in (a_0 W_a is the first a_{t-1} W_a)
+    if masks is not None:
+        a = graphs.ACTIVATIONS[activation](tf.matmul(x, U) * masks[0] + b_a)  # every a_t
+        a_prev_W = tf.matmul(tf.concat([a_0, a[:-batch]], axis=0), W_a)
+        r = recurrence(a_prev_W + b_r, W_r, r_0, activation, num_chains)
+        hs = tf.concat([a, r], axis=1)
+        return tf.matmul(hs * masks[1], V) + c, hs[-batch:]
     A = graphs.ACTIVATIONS[activation](U + b_a)  # [27, n]: a_t for each character
     a_prev_W = tf.concat([tf.matmul(a_0, W_a), tf.matmul(x[:-batch], tf.matmul(A, W_a))], axis=0)
     r = recurrence(a_prev_W + b_r, W_r, r_0, activation, num_chains)
@@ -189,12 +198,15 @@ def arch1_graph(hp):
         act = graphs.ACTIVATIONS[hp["activation"]]
         U, W, b, V, c = _weights(hp, hidden_size, hidden_size)
 
-        def unroll(inputs, h):
-            """arch1_hidden's unroll: (every step's logits [steps * batch, 27], the last state)."""
+        def unroll(inputs, h, masks=None):
+            """arch1_hidden's unroll: (every step's logits [steps * batch, 27], the last state). masks: --dropout's
+            for the whole window [steps * batch, width] (x_t U's, h_t's), in training."""
             if concat:
-                return _concat_unroll(inputs, h, (U, W, b, V, c), hp["activation"], num_chains)
+                return _concat_unroll(inputs, h, (U, W, b, V, c), hp["activation"], num_chains, masks)
             steps, batch = len(inputs), inputs[0].shape[0]
             xU = tf.matmul(tf.concat(inputs, axis=0), U)  # x_t U for all steps in one matmul: it needs no past
+            if masks is not None:
+                xU = xU * masks[0]
             if hp["combine"] == "add":
                 hs = recurrence(xU + b, W, h, hp["activation"], num_chains)  # act(x_t U + b + h_{t-1} W)
             else:  # multiply: x_t U scales h_{t-1} W, so the loop is written out here and TF differentiates it
@@ -203,12 +215,15 @@ def arch1_graph(hp):
                     h = act(xU_t * tf.matmul(h, W) + b)
                     hs.append(h)
                 hs = tf.concat(hs, axis=0)
-            logits = tf.matmul(hs, V) + c  # one output projection for all steps
+            logits = tf.matmul(hs if masks is None else hs * masks[1], V) + c  # one output projection for all steps
             return logits, hs[-batch:]
 
         batch_x, batch_y, train, labels = _window(hp)
         initial_state = tf.placeholder(tf.float32, [hp["batch_size"], hidden_size], name="initial_state")
-        logits, final_state = unroll(train, initial_state)
+        rows = hp["num_unrollings"] * hp["batch_size"]
+        masks = ([graphs.dropout_mask(hp, rows, width, f"dropout_{k}") for k, width in enumerate([n, hidden_size])]
+                 if hp["dropout"] else None)  # the rows of the post graph's graphs.dropout_masks, whole
+        logits, final_state = unroll(train, initial_state, masks)
         loss = _loss(logits, labels)
         train_op, learning_rate, grad_norm = optimize(loss, hp)
         val_input, val_state, val_state_after, val_logits, val_probs = graphs.sampling_branch(unroll, hidden_size)

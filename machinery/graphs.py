@@ -48,6 +48,46 @@ def recurrent_weight(shape, init="default", recurrent_init="default"):
     return tf.Variable(initial, name="W")
 
 
+def our_schedule(hp, global_step):
+    """The learning rate of --decay-minutes and --warmup-steps (neither is the post's: docs/differences.md).
+
+    --decay-minutes M: the rate is multiplied by decay_rate every M minutes of the run's training (the clock of
+    --time-budget, in the variable train_minutes, which the run keeps up to date: Model.train_minutes), instead
+    of every decay_steps steps, so that a run anneals the same way on a slow or a fast machine.
+    --warmup-steps N: the rate rises linearly from rate / N to the full rate over the first N steps.
+    """
+    if hp["decay_minutes"]:
+        train_minutes = tf.Variable(0.0, trainable=False, name="train_minutes")
+        tf.add_to_collection("train_minutes", train_minutes)
+        rate = tf.train.exponential_decay(hp["learning_rate"], train_minutes, hp["decay_minutes"], hp["decay_rate"],
+                                          staircase=hp["staircase"])
+    else:
+        rate = tf.train.exponential_decay(hp["learning_rate"], global_step, hp["decay_steps"], hp["decay_rate"],
+                                          staircase=hp["staircase"])
+    if hp["warmup_steps"]:
+        rate *= tf.minimum(1.0, tf.cast(global_step + 1, tf.float32) / hp["warmup_steps"])
+    return rate
+
+
+def dropout_mask(hp, rows, width, name):
+    """--dropout p (not the post's: docs/differences.md): a [rows, width] mask, each entry 0 with probability p
+    and 1 / (1 - p) otherwise, drawn anew at every training step from (--seed, the step, name). The draw is
+    stateless, so the post's graph and fast.py's, which apply it in different shapes, drop the same units."""
+    global_step = tf.cast(tf.train.get_or_create_global_step(), tf.int32)
+    seed = tf.stack([global_step, tf.constant(hp["seed"] ^ (zlib.crc32(name.encode()) >> 1), tf.int32)])
+    keep = tf.random.stateless_uniform([rows, width], seed=seed) >= hp["dropout"]
+    return tf.cast(keep, tf.float32) / (1.0 - hp["dropout"])
+
+
+def dropout_masks(hp, steps, batch, widths):
+    """--dropout's masks for a training window of steps x batch rows: [the masks of each step], one per width
+    (Arch 1: x_t U's, h_t's), or None without --dropout. They are rows of one dropout_mask per width."""
+    if not hp.get("dropout"):
+        return None
+    masks = [tf.split(dropout_mask(hp, steps * batch, width, f"dropout_{k}"), steps) for k, width in enumerate(widths)]
+    return list(zip(*masks))
+
+
 def sampling_branch(unroll, state_size):
     """(val_input, val_state, val_state_after, val_logits, val_probs): the batch-1 branch the scripts' build_graph
     write out with their cell, made here from an unroll (fast.py's graphs): one character in, the state
@@ -91,6 +131,8 @@ class Model:
             # The carried state lives in the training loop; this variable holds it in the checkpoints, so
             # that --resume continues with the state the run stopped with.
             self.saved_state = tf.Variable(tf.zeros(initial_state.shape), trainable=False, name=state_name)
+            # --decay-minutes: the minutes trained, which the run sets as they pass (our_schedule); else None.
+            self.train_minutes = (graph.get_collection("train_minutes") or [None])[0]
 
             # Evaluation: EVAL_STREAMS streams of held-out text, EVAL_UNROLLINGS steps per run, ids one-hot
             # encoded in the graph; the state goes in and out through the feed, weights mask padding.

@@ -20,13 +20,14 @@ LOOP_OPTIONS = dict(  # options of the run rather than the model; none of them c
     keep=(3, "latest checkpoints kept (the best by validation is kept as well, in best/)"),
     seed=(1, "random seed of the weights and the samples; the same seed repeats a CPU run"),
     threads=(0, "CPU threads, each running one op at a time (0: one per core this process may use)"),
-    time_budget=(0.0, "minutes of training after which the run ends at its next report line, as if it had reached "
-                      "--num-steps (the learning-rate schedule keeps its steps); 0: none"),
+    time_budget=(0.0, "minutes of training after which the run ends, as if it had reached --num-steps (the "
+                      "learning rate keeps its schedule: --decay-minutes makes it follow the clock); 0: none"),
     patience=(0, "early stopping: the run ends when this many validations in a row have not beaten the best "
                  "(its checkpoint is in best/); 0: never"),
 )
 # Settings a run folder's config.json may lack, and the value a run without them trained with.
-OPTIONAL_SETTINGS = {"init": "default", "patience": 0, "recurrent_init": "default"}
+OPTIONAL_SETTINGS = {"init": "default", "patience": 0, "recurrent_init": "default", "decay_minutes": 0.0,
+                     "warmup_steps": 0, "dropout": 0.0}
 CHOICES = {"activation": tuple(graphs.ACTIVATIONS), "combine": tuple(graphs.COMBINES),
            "optimizer": tuple(graphs.OPTIMIZERS), "graph": ("post", "fast"), "init": graphs.INITS,
            "recurrent_init": graphs.RECURRENT_INITS}
@@ -37,6 +38,7 @@ RANGES = {
     "decay_steps": (1, 10 ** 9), "summary_frequency": (1, 10 ** 9), "eval_frequency": (1, 10 ** 9),
     "valid_chars": (2, 10 ** 10), "keep": (1, 1000), "seed": (0, 2 ** 31 - 1), "threads": (0, 1024),
     "learning_rate": (1e-8, 1e4), "decay_rate": (1e-6, 1.0), "clip_norm": (1e-6, 1e6), "time_budget": (0, 1e6), "patience": (0, 10 ** 6),
+    "decay_minutes": (0, 1e6), "warmup_steps": (0, 10 ** 9), "dropout": (0, 0.95),
 }
 
 

@@ -87,7 +87,11 @@ class Run:
     def steps(self):
         """The steps left to train, numbered from 1, until stopping.Stopping or a stop signal ends them."""
         self.stopping.start(self.step, self.config["train_seconds"])
+        clock_set = -float("inf")  # when train_minutes was last set
         while not (self.stop.signal or self.stopping.should_stop(self.step, self.train_seconds())):
+            if self.model.train_minutes is not None and self.train_seconds() - clock_set >= 1:  # --decay-minutes
+                clock_set = self.train_seconds()
+                self.model.train_minutes.load(clock_set / 60, self.session)  # the schedule's clock, once a second
             yield self.step + 1
             self.step += 1
             if self._validated_at == self.step:  # --patience looks at every validation's outcome

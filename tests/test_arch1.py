@@ -144,6 +144,61 @@ def test_learning_rate_schedule(staircase):
         assert sess.run(model.learning_rate) == pytest.approx(expected, rel=1e-6)
 
 
+@pytest.mark.parametrize("staircase", [True, False])
+def test_learning_rate_decays_with_the_minutes_trained(staircase):
+    model = arch1_hidden.build_graph(hparams(arch1_hidden, learning_rate=2.0, decay_steps=10, decay_minutes=3.0,
+                                             decay_rate=0.5, staircase=staircase, **SMALL))
+    sess = session(model)
+    model.global_step.load(1000, sess)  # the step no longer counts
+    for minutes in (0.0, 2.9, 3.0, 7.5, 30.0):
+        model.train_minutes.load(minutes, sess)
+        expected = 2.0 * 0.5 ** (minutes // 3 if staircase else minutes / 3)
+        assert sess.run(model.learning_rate) == pytest.approx(expected, rel=1e-6)
+
+
+@pytest.mark.parametrize("decay_minutes", [0.0, 3.0])
+def test_warm_up_raises_the_rate_linearly_then_leaves_the_schedule(decay_minutes):
+    model = arch1_hidden.build_graph(hparams(arch1_hidden, learning_rate=2.0, decay_steps=10, decay_rate=0.5,
+                                             warmup_steps=4, decay_minutes=decay_minutes, **SMALL))
+    sess = session(model)
+    for step, expected in ((0, 0.5), (1, 1.0), (2, 1.5), (3, 2.0), (9, 2.0), (10, 1.0 if not decay_minutes else 2.0)):
+        model.global_step.load(step, sess)  # global_step is the number of steps done: step + 1 is the current one
+        assert sess.run(model.learning_rate) == pytest.approx(expected, rel=1e-6), step
+    assert (model.train_minutes is None) == (not decay_minutes)
+
+
+def test_dropout_drops_in_training_only():
+    """--dropout p: in training each unit of x_t U and of h_t (on its way to V) is zeroed with probability p, the
+    rest scaled by 1 / (1 - p), a new draw at every step; evaluation and sampling use the whole network."""
+    p, shape = 0.25, dict(batch_size=64, num_nodes=32, num_unrollings=10, combine="add")
+    plain = arch1_hidden.build_graph(hparams(arch1_hidden, **shape))
+    dropped = arch1_hidden.build_graph(hparams(arch1_hidden, dropout=p, **shape))
+    rng = np.random.default_rng(0)
+    megabatch, ids = one_hot_text(rng, 11, 64), rng.integers(0, 27, size=3000)
+    losses, scores, probs = [], [], []
+    for model in (plain, dropped):
+        sess = session(model)
+        random_weights(sess, model, np.random.default_rng(1), scale=0.1)
+        losses.append([])
+        for step in (0, 0, 1):
+            model.global_step.load(step, sess)
+            losses[-1].append(sess.run(model.loss, feed(model, megabatch)))
+        scores.append(sessions.Evaluator(sess, model)(ids))
+        probs.append(sample_probs(sess, model, [20, 8, 5, 0, 3, 1, 20]))
+    assert losses[0][0] == losses[0][1] == losses[0][2]  # no dropout: the same loss every time
+    assert losses[1][0] == losses[1][1] != losses[1][2]  # dropout: one draw per step, a new one at the next
+    assert abs(losses[1][0] - losses[0][0]) > 1e-5
+    assert scores[1] == scores[0] and math.isfinite(scores[0])
+    np.testing.assert_array_equal(probs[1], probs[0])
+    with tf.Graph().as_default():
+        mask = graphs.dropout_mask(dropped.hp, 1000, 100, "input")
+        with tf.Session() as sess:
+            sess.run(tf.global_variables_initializer())
+            values = sess.run(mask)
+    assert set(np.unique(values)) == {0.0, np.float32(1 / (1 - p))}
+    assert (values == 0).mean() == pytest.approx(p, abs=0.01)
+
+
 def test_clipping_reports_the_true_norm_and_bounds_the_update():
     clip, lr = 0.05, 1.0
     model = arch1_hidden.build_graph(hparams(arch1_hidden, optimizer="sgd", learning_rate=lr, clip_norm=clip,

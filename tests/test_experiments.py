@@ -223,6 +223,26 @@ def test_time_budget_ends_the_run_and_resume_continues_with_what_is_left(corpus,
     assert json.loads((out / "results.json").read_text())["steps"] == again["steps"] + 20
 
 
+def report_rates(printed):
+    return [float(line.split(" lr ")[1].split()[0]) for line in printed.splitlines() if line.startswith("step ")]
+
+
+@pytest.mark.parametrize("module, graph", [(arch1_hidden, "post"), (arch2_output, "fast")])
+def test_decay_minutes_anneal_with_the_clock_and_resume_where_they_were(module, graph, corpus, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert module.main(["--data", str(corpus), "--out", str(out), *TINY, "--summary-frequency", "25",
+                        "--num-steps", "100000000", "--learning-rate", "1", "--decay-rate", "0.5", "--no-staircase",
+                        "--decay-minutes", "0.01", "--graph", graph, "--time-budget", "0.05"]) == 0  # halved every 0.6 s
+    rates = report_rates(capsys.readouterr().out)
+    seconds = json.loads((out / "config.json").read_text())["train_seconds"]  # 3 s, and a little
+    # the clock is set once a second: the last rate is the one of at most a second before the end
+    assert 0.5 ** ((seconds + 0.2) / 0.6) <= rates[-1] <= 0.5 ** ((seconds - 1.3) / 0.6) < 0.2
+    assert rates == sorted(rates, reverse=True)
+    assert module.main(["--out", str(out), "--resume", "--time-budget", "0.02"]) == 0
+    resumed = report_rates(capsys.readouterr().out)
+    assert resumed[0] <= rates[-1]  # the schedule goes on from where it was, not from the start
+
+
 @pytest.mark.parametrize("module", [arch1_hidden, arch2_output])
 def test_the_notebooks_initialisation(module):
     for graph in ("post", "fast"):

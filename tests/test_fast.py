@@ -16,7 +16,9 @@ from machinery.tf1 import tf
 SMALL = dict(num_nodes=4, num_unrollings=5, threads=2)  # two chains in fast.recurrence
 ARCH1_CASES = [dict(combine=c, activation=a) for c in ("concat", "add", "multiply") for a in ("relu", "tanh")]
 ARCH2_CASES = [dict(case, teacher_forcing=t) for case in ARCH1_CASES for t in (True, False)]
-CASES = [(arch1_hidden, case) for case in ARCH1_CASES] + [(arch2_output, case) for case in ARCH2_CASES]
+DROPOUT_CASES = [dict(combine=c, activation="relu", dropout=0.3) for c in ("concat", "add", "multiply")]
+CASES = ([(arch1_hidden, case) for case in ARCH1_CASES + DROPOUT_CASES]
+         + [(arch2_output, case) for case in ARCH2_CASES])
 
 
 def both_graphs(module, **overrides):
@@ -89,6 +91,9 @@ TRAINING_CASES = [
     (arch1_hidden, dict(combine="multiply", activation="tanh", optimizer="sgd", learning_rate=0.5)),
     (arch1_hidden, dict(combine="concat", recurrent_init="orthogonal", optimizer="adam", learning_rate=0.01)),
     (arch1_hidden, dict(combine="add", recurrent_init="identity", optimizer="adam", learning_rate=0.01)),
+    (arch1_hidden, dict(combine="concat", dropout=0.3, optimizer="adam", learning_rate=0.01)),
+    (arch1_hidden, dict(combine="add", dropout=0.3, warmup_steps=8, decay_steps=5, optimizer="adam",
+                        learning_rate=0.01)),
     (arch2_output, dict(teacher_forcing=True)),
     (arch2_output, dict(teacher_forcing=False, optimizer="adam", learning_rate=0.01)),
 ]
@@ -97,6 +102,7 @@ TRAINING_CASES = [
 @pytest.mark.parametrize("module, case", TRAINING_CASES,
                          ids=[f"{m.ARCHITECTURE}-{c.get('combine', c.get('teacher_forcing'))}"
                               f"{'-' + c['recurrent_init'] if 'recurrent_init' in c else ''}"
+                              f"{'-dropout' if 'dropout' in c else ''}"
                               for m, c in TRAINING_CASES])
 @pytest.mark.slow
 def test_twenty_steps_from_the_same_seed_reach_the_same_weights(module, case):

@@ -195,7 +195,7 @@ def test_every_option_reaches_the_run(corpus, tmp_path, capsys):
                "--decay-rate": 0.5, "--clip-norm": 2.0, "--num-steps": 12, "--summary-frequency": 4,
                "--eval-frequency": 3, "--valid-chars": 300, "--keep": 2, "--seed": 7, "--threads": 1,
                "--graph": "post", "--init": "notebook", "--time-budget": 60.0, "--patience": 5,
-               "--recurrent-init": "orthogonal"}
+               "--recurrent-init": "orthogonal", "--dropout": 0.2, "--warmup-steps": 20}
     argv = ["--data", corpus, "--out", out, "--no-staircase"] + [str(x) for kv in options.items() for x in kv]
     assert run(argv) == 0
     printed = capsys.readouterr().out
@@ -206,8 +206,8 @@ def test_every_option_reaches_the_run(corpus, tmp_path, capsys):
     assert [line.split()[1] for line in printed.splitlines() if line.startswith("step ")] == ["4/12", "8/12", "12/12"]
     assert "validation at step 3: " in printed and "(300 characters)" in printed  # --valid-chars
     assert sorted(p.name for p in out.glob("model.ckpt-*.index")) == ["model.ckpt-12.index", "model.ckpt-9.index"]
-    # the rate that step 12 (global step 11 before it) used, continuous decay: 0.02 * 0.5 ** (11 / 5)
-    assert f"lr {0.02 * 0.5 ** (11 / 5):.3g} " in printed
+    # the rate that step 12 (global step 11 before it) used, continuous decay: 0.02 * 0.5 ** (11 / 5), warming up
+    assert f"lr {0.02 * 0.5 ** (11 / 5) * 12 / 20:.3g} " in printed
 
 
 @pytest.mark.slow
