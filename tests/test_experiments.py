@@ -17,7 +17,7 @@ import data
 import evaluate
 import experiments
 from machinery import ngram, sessions, settings
-from helpers import TINY, hparams, load_run, wait_until, session, variables, write_corpus
+from helpers import ROOT, TINY, hparams, load_run, wait_until, session, variables, write_corpus
 
 
 
@@ -305,3 +305,18 @@ def test_results_score_the_best_checkpoint_as_well_as_the_last(corpus, tmp_path,
     config, model, sess = load_run(out / "best")
     assert results["best_test_bpc"] == pytest.approx(sessions.Evaluator(sess, model)(test_ids) / math.log(2), abs=1e-4)
     assert results["best_test_bpc"] > results["test_bpc"]  # 40 more steps of adam did help
+
+
+def test_the_recipe_does_not_explode_at_the_start(tmp_path, capsys):
+    """Adam moves each of W's 512 x 512 entries by about the learning rate at each early step, whatever the
+    gradient's size, and coherently (relu states are never negative): the relu state then explodes. Warmed up,
+    the recipe's first steps on the shipped text stay bounded (docs/recipe.md)."""
+    out = tmp_path / "run"
+    recipe = list(experiments.RECIPE)
+    recipe[recipe.index("--num-steps") + 1] = "60"  # the worst comes near step 50: the sum of the rates so far
+    assert arch1_hidden.main(["--data", str(ROOT / "data" / "jargon8.zip"), "--out", str(out), "--graph", "fast",
+                              *recipe, "--summary-frequency", "1", "--eval-frequency", "1000"]) == 0
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("step ")]
+    losses = [float(line.split(" loss ")[1].split()[0]) for line in lines]
+    grads = [float(line.split(" grad ")[1].split()[0]) for line in lines]
+    assert len(losses) == 60 and max(losses) < 20 and max(grads) < 1000, (max(losses), max(grads))
