@@ -128,8 +128,10 @@ def test_free_running_mode_trains(tmp_path, capsys):
     corpus = write_corpus(tmp_path / "words.txt", words=8000)
     status = arch2_output.main(["--data", str(corpus), "--out", str(tmp_path / "run"), "--no-teacher-forcing",
                                 "--batch-size", "16", "--num-nodes", "16", "--num-unrollings", "10",
-                                "--summary-frequency", "100", "--num-steps", "600"])
+                                "--summary-frequency", "100", "--num-steps", "600", "--warmup-steps", "200"])
     assert status == 0
-    losses = [float(line.split()[3]) for line in capsys.readouterr().out.splitlines() if line.startswith("step ")]
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("step ")]
+    assert " lr 1.25 " in lines[0] and " lr 2.5 " in lines[2]  # warmed up: step 100 at half the rate, 300 at all
+    losses = [float(line.split()[3]) for line in lines]
     assert len(losses) == 6 and losses[-1] < losses[0] - 0.3 and losses[0] < math.log(27) + 0.2
     assert json.loads((tmp_path / "run" / "config.json").read_text())["hparams"]["teacher_forcing"] is False
