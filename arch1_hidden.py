@@ -104,7 +104,7 @@ def build_graph(hp):
         learning_rate = tf.train.exponential_decay(
             hp["learning_rate"], global_step, hp["decay_steps"], hp["decay_rate"], staircase=hp["staircase"])
         if hp["decay_minutes"] or hp["warmup_steps"]:  # not the post's: decay with time, warm up (docs/differences.md)
-            learning_rate = graphs.our_schedule(hp, global_step)
+            learning_rate = graphs.our_schedule(hp, global_step, learning_rate)
         optimizer = graphs.OPTIMIZERS[hp["optimizer"]](learning_rate)
         gradients, variables = zip(*optimizer.compute_gradients(loss))
         gradients_clipped, grad_norm = tf.clip_by_global_norm(gradients, hp["clip_norm"])  # grad_norm: before clipping

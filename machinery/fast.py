@@ -147,7 +147,7 @@ def optimize(loss, hp):
     learning_rate = tf.train.exponential_decay(
         hp["learning_rate"], global_step, hp["decay_steps"], hp["decay_rate"], staircase=hp["staircase"])
     if hp["decay_minutes"] or hp["warmup_steps"]:
-        learning_rate = graphs.our_schedule(hp, global_step)
+        learning_rate = graphs.our_schedule(hp, global_step, learning_rate)
     optimizer = graphs.OPTIMIZERS[hp["optimizer"]](learning_rate)
     gradients, params = zip(*optimizer.compute_gradients(loss))
     clipped, grad_norm = tf.clip_by_global_norm(gradients, hp["clip_norm"])

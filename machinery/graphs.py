@@ -48,13 +48,14 @@ def recurrent_weight(shape, init="default", recurrent_init="default"):
     return tf.Variable(initial, name="W")
 
 
-def our_schedule(hp, global_step):
+def our_schedule(hp, global_step, learning_rate):
     """The learning rate of --decay-minutes and --warmup-steps (neither is the post's: docs/differences.md).
 
     --decay-minutes M: the rate is multiplied by decay_rate every M minutes of the run's training (the clock of
     --time-budget, in the variable train_minutes, which the run keeps up to date: Model.train_minutes), instead
     of every decay_steps steps, so that a run anneals the same way on a slow or a fast machine.
     --warmup-steps N: the rate rises linearly from rate / N to the full rate over the first N steps.
+    learning_rate is the post's rate, decayed by steps, which --decay-minutes replaces.
     """
     if hp["decay_minutes"]:
         train_minutes = tf.Variable(0.0, trainable=False, name="train_minutes")
@@ -62,8 +63,7 @@ def our_schedule(hp, global_step):
         rate = tf.train.exponential_decay(hp["learning_rate"], train_minutes, hp["decay_minutes"], hp["decay_rate"],
                                           staircase=hp["staircase"])
     else:
-        rate = tf.train.exponential_decay(hp["learning_rate"], global_step, hp["decay_steps"], hp["decay_rate"],
-                                          staircase=hp["staircase"])
+        rate = learning_rate  # the post's decay by steps, as the script made it
     if hp["warmup_steps"]:
         rate *= tf.minimum(1.0, tf.cast(global_step + 1, tf.float32) / hp["warmup_steps"])
     return rate
